@@ -1,0 +1,296 @@
+"""Typed, frozen settings: defaults in code < ``settings.toml`` < ``CRAWLER_*`` env < CLI flags.
+
+One frozen dataclass per section of ``settings.toml``; :class:`Config` holds them. Each component
+receives only its own section. The defaults live here; ``settings.toml`` at the repository root is
+their documented copy, and a test keeps the two equal. Unknown keys and wrong types are
+:class:`~crawler.errors.ConfigError` naming the key and where it came from, because a typo in a
+settings file that silently does nothing is the worst kind of bug a user can meet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crawler.errors import ConfigError
+
+ENV_PREFIX = "CRAWLER_"
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlSettings:
+    workers: int = 16
+    """Fetcher threads in the pool."""
+    max_in_flight: int = 0
+    """Futures the dispatcher keeps submitted at once; 0 means 2 x workers."""
+    max_pages: int = 0
+    """Stop after this many pages fetched in this run; 0 means no limit."""
+    max_depth: int = 0
+    """Links further than this from a seed are not fetched; 0 means no limit."""
+    user_agent: str = "crawler/0.1"
+    """Sent with every request and matched against robots.txt groups; add a contact URL."""
+    max_time_s: float = 0.0
+    """Stop gracefully after this many seconds; 0 means no limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeSettings:
+    allowed_domains: tuple[str, ...] = ()
+    """Domains (and their subdomains) whose pages may be fetched, besides the seeds' hosts."""
+    follow_external: bool = False
+    """Fetch links to any host, not only the seeds' hosts and ``allowed_domains``."""
+    include: tuple[str, ...] = ()
+    """Regular expressions; when any is given, a URL must match one of them to be fetched."""
+    exclude: tuple[str, ...] = ()
+    """Regular expressions; a URL that matches any of them is never fetched."""
+    sort_query: bool = False
+    """Sort query parameters in canonical URLs (treats ?a=1&b=2 and ?b=2&a=1 as one page)."""
+    strip_tracking: bool = False
+    """Drop tracking parameters (utm_*, gclid, fbclid, ...) from canonical URLs."""
+    follow_nofollow: bool = False
+    """Follow links marked rel=nofollow (they are always recorded in links, with nofollow set)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolitenessSettings:
+    obey_robots: bool = True
+    """Obey robots.txt. Turn off only for sites you own."""
+    delay: float = 0.5
+    """Seconds between the starts of two requests to one host (Crawl-delay wins when larger)."""
+    per_host_concurrency: int = 2
+    """Requests in flight at once to one host."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    connect_timeout_s: float = 10.0
+    """Seconds to establish a connection."""
+    read_timeout_s: float = 30.0
+    """Seconds to wait for any single read from the socket."""
+    total_timeout_s: float = 60.0
+    """Seconds one request may take in all, body included (a drip-feeding server is cut off)."""
+    max_body_bytes: int = 10 * 1024 * 1024
+    """Decoded bytes of body kept; a larger body is cut, recorded as too_large and not parsed."""
+    max_redirects: int = 10
+    """Redirect hops followed before the fetch fails with a redirect error."""
+    retries: int = 3
+    """Retries after the first attempt, for connection errors, timeouts, 429 and 5xx (500-504)."""
+    backoff_base_s: float = 0.5
+    """First backoff wait; doubles on each retry, with random jitter."""
+    backoff_max_s: float = 10.0
+    """Longest backoff wait between two attempts."""
+    max_retry_after_s: float = 60.0
+    """Longest Retry-After honoured; a server asking for more gets a final error instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    db: str = "crawl.db"
+    """A file path (SQLite) or a SQLAlchemy URL such as postgresql+psycopg://user@host/db."""
+    batch_rows: int = 500
+    """The writer commits after this many pages..."""
+    batch_ms: int = 200
+    """...or after this many milliseconds, whichever comes first."""
+    queue_size: int = 1000
+    """Results waiting for the writer; when full, fetchers wait (backpressure, bounded memory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSettings:
+    policy: str = "fixed"
+    """How the next fetch of a page is scheduled: "fixed" or "adaptive"."""
+    default_interval_s: float = 86400.0
+    """Seconds from one fetch of a page to the next, for recrawls."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    crawl: CrawlSettings = field(default_factory=CrawlSettings)
+    scope: ScopeSettings = field(default_factory=ScopeSettings)
+    politeness: PolitenessSettings = field(default_factory=PolitenessSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+
+
+_SECTION_TYPES: dict[str, type[Any]] = {
+    "crawl": CrawlSettings,
+    "scope": ScopeSettings,
+    "politeness": PolitenessSettings,
+    "fetch": FetchSettings,
+    "store": StoreSettings,
+    "schedule": ScheduleSettings,
+}
+
+# Range checks: (predicate, what it must be). A negative worker count is a typo, not a wish.
+_CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
+    ("crawl", "workers"): (lambda v: 1 <= v <= 1024, "between 1 and 1024"),
+    ("crawl", "max_in_flight"): (lambda v: v >= 0, ">= 0"),
+    ("crawl", "max_pages"): (lambda v: v >= 0, ">= 0"),
+    ("crawl", "max_depth"): (lambda v: v >= 0, ">= 0"),
+    ("crawl", "max_time_s"): (lambda v: v >= 0, ">= 0"),
+    ("crawl", "user_agent"): (lambda v: bool(v.strip()) and "\n" not in v, "a non-empty line"),
+    ("politeness", "delay"): (lambda v: v >= 0, ">= 0"),
+    ("politeness", "per_host_concurrency"): (lambda v: v >= 1, ">= 1"),
+    ("fetch", "connect_timeout_s"): (lambda v: v > 0, "> 0"),
+    ("fetch", "read_timeout_s"): (lambda v: v > 0, "> 0"),
+    ("fetch", "total_timeout_s"): (lambda v: v > 0, "> 0"),
+    ("fetch", "max_body_bytes"): (lambda v: v >= 1, ">= 1"),
+    ("fetch", "max_redirects"): (lambda v: v >= 0, ">= 0"),
+    ("fetch", "retries"): (lambda v: 0 <= v <= 100, "between 0 and 100"),
+    ("fetch", "backoff_base_s"): (lambda v: v >= 0, ">= 0"),
+    ("fetch", "backoff_max_s"): (lambda v: v >= 0, ">= 0"),
+    ("fetch", "max_retry_after_s"): (lambda v: v >= 0, ">= 0"),
+    ("store", "db"): (lambda v: bool(v.strip()), "a path or a database URL"),
+    ("store", "batch_rows"): (lambda v: v >= 1, ">= 1"),
+    ("store", "batch_ms"): (lambda v: v >= 1, ">= 1"),
+    ("store", "queue_size"): (lambda v: v >= 1, ">= 1"),
+    ("schedule", "policy"): (lambda v: v in ("fixed", "adaptive"), '"fixed" or "adaptive"'),
+    ("schedule", "default_interval_s"): (lambda v: v > 0, "> 0"),
+}
+
+
+def _field_types(section_cls: type[Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+
+
+def _type_name(tp: Any) -> str:
+    if tp is tuple[str, ...]:
+        return "a list of strings"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check a value read from TOML against the field's type (ints are accepted for floats)."""
+    ok: bool
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif tp is tuple[str, ...]:
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    else:  # pragma: no cover - a new field type without a rule here
+        raise TypeError(f"no rule for settings type {tp}")
+    if not ok:
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _parse_env(text: str, tp: Any, where: str) -> Any:
+    """Environment values are strings: parse them by the field's type."""
+    raw = text.strip()
+    try:
+        if tp is bool:
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if tp is int:
+            return int(raw)
+        if tp is float:
+            return float(raw)
+        if tp is tuple[str, ...]:
+            if raw.startswith("["):
+                parsed = tomllib.loads(f"v = {raw}")["v"]
+                return _coerce(parsed, tp, where)
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        return text
+    except (ValueError, tomllib.TOMLDecodeError):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {text!r}") from None
+
+
+Overrides = Mapping[str, Mapping[str, Any]]
+"""``{"crawl": {"workers": 8}}``: values already of the right type (from CLI flags)."""
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Overrides | None = None,
+) -> Config:
+    """Resolve settings once: defaults < ``path`` (TOML) < ``CRAWLER_<SECTION>_<KEY>`` < flags."""
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
+    if path is not None:
+        _merge_file(values, path)
+    _merge_env(values, os.environ if env is None else env)
+    for section, items in (overrides or {}).items():
+        for key, value in items.items():
+            if value is not None:
+                values[section][key] = value
+    sections = {}
+    for name, cls in _SECTION_TYPES.items():
+        for key, value in values[name].items():
+            check = _CHECKS.get((name, key))
+            if check is not None and not check[0](value):
+                raise ConfigError(f"[{name}] {key} must be {check[1]}, got {value!r}")
+        sections[name] = cls(**values[name])
+    return Config(**sections)
+
+
+def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"settings file '{path}' not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"settings file '{path}' is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file '{path}': {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"settings file '{path}' is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"settings file '{path}' is not valid UTF-8 text") from None
+    for section, table in data.items():
+        cls = _SECTION_TYPES.get(section)
+        if cls is None:
+            known = ", ".join(f"[{s}]" for s in _SECTION_TYPES)
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {known})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: '{section}' must be a [{section}] table")
+        types_ = _field_types(cls)
+        for key, value in table.items():
+            if key not in types_:
+                raise ConfigError(f"{path}: unknown key '{key}' in [{section}]")
+            values[section][key] = _coerce(value, types_[key], f"{path}: [{section}] {key}")
+
+
+def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        cls = _SECTION_TYPES.get(section)
+        if cls is None or not key:
+            raise ConfigError(
+                f"environment variable {var}: unknown setting (expected CRAWLER_<SECTION>_<KEY>, "
+                f"sections: {', '.join(_SECTION_TYPES)})"
+            )
+        types_ = _field_types(cls)
+        if key not in types_:
+            raise ConfigError(f"environment variable {var}: unknown key '{key}' in [{section}]")
+        values[section][key] = _parse_env(text, types_[key], f"environment variable {var}")
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    """The settings as JSON-ready data, for the ``crawls.settings`` column."""
+    return dataclasses.asdict(config)

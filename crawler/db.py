@@ -1,0 +1,157 @@
+"""Open the database: engine creation (SQLite pragmas, PostgreSQL) and Alembic migrations.
+
+A crawl runs ``upgrade`` when it opens the database, so users never run migrations by hand;
+``python -m crawler db upgrade`` does the same explicitly. Before touching a file, this module
+checks it is ours: a file that is not SQLite, a SQLite database with foreign tables, or one
+migrated by a newer version of the crawler is refused with :class:`DatabaseError`, never altered.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from crawler.errors import DatabaseError
+from models import metadata
+
+log = logging.getLogger(__name__)
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def database_url(db: str) -> str:
+    """A plain path means SQLite; anything with ``://`` is a SQLAlchemy URL."""
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).expanduser().absolute()}"
+
+
+def is_sqlite(db: str) -> bool:
+    return database_url(db).startswith("sqlite")
+
+
+def _sqlite_path(url: str) -> Path | None:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    if path.is_dir():
+        raise DatabaseError(f"database '{path}' is a directory")
+    if path.exists():
+        try:
+            with path.open("rb") as f:
+                head = f.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise DatabaseError(f"cannot read database '{path}': {exc.strerror}") from exc
+        if head and head != SQLITE_MAGIC:
+            raise DatabaseError(f"'{path}' is not a SQLite database; refusing to touch it")
+    elif not path.parent.is_dir():
+        raise DatabaseError(f"cannot create database '{path}': no such directory '{path.parent}'")
+
+
+def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # WAL lets users query while the writer commits; NORMAL is durable across process crashes
+    # (not power loss) in WAL mode, which is the trade every embedded crawler makes.
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+def make_engine(db: str) -> Engine:
+    """Create the engine for ``db`` (a path or a URL), after checking a SQLite file is ours."""
+    url = database_url(db)
+    try:
+        if url.startswith("sqlite"):
+            path = _sqlite_path(url)
+            if path is not None:
+                _check_sqlite_file(path)
+            engine = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+            )
+            event.listen(engine, "connect", _on_sqlite_connect)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise DatabaseError(f"cannot use database '{db}': {exc}") from exc
+    except ModuleNotFoundError as exc:
+        raise DatabaseError(
+            f"cannot use database '{db}': driver not installed ({exc.name}); "
+            "for PostgreSQL: pip install 'crawler[postgres]'"
+        ) from exc
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(resources.files("migrations")))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _check_ours(engine: Engine) -> None:
+    """Refuse databases we would damage: foreign tables, or a revision we do not know."""
+    script = ScriptDirectory.from_config(_alembic_config())
+    with engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current is None:
+        ours = set(metadata.tables) | {"alembic_version"}
+        foreign = tables - ours - {"sqlite_sequence"}
+        if foreign:
+            names = ", ".join(sorted(foreign)[:5])
+            raise DatabaseError(
+                f"'{engine.url.render_as_string(hide_password=True)}' is not a crawler database "
+                f"(it has other tables: {names}); refusing to touch it"
+            )
+        return
+    try:
+        script.get_revision(current)
+    except Exception as exc:
+        raise DatabaseError(
+            f"database revision {current} is newer than this crawler knows "
+            f"(head {script.get_current_head()}): upgrade the crawler; the database was not changed"
+        ) from exc
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the latest revision (idempotent; serialized on PostgreSQL)."""
+    try:
+        _check_ours(engine)
+        cfg = _alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except DBAPIError as exc:
+        raise DatabaseError(
+            f"cannot open database '{engine.url.render_as_string(hide_password=True)}': {exc.orig}"
+        ) from exc
+
+
+def open_database(db: str) -> Engine:
+    """The one entry point the CLI uses: check, create the engine, migrate."""
+    engine = make_engine(db)
+    upgrade(engine)
+    return engine

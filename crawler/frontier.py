@@ -1,0 +1,214 @@
+"""Hand out the next URL whose host is ready: per-host queues over the persistent frontier.
+
+The frontier itself lives in the database (``urls``); this object holds only a small buffer of
+claimed URLs, grouped per host, and a heap of hosts ordered by the time each may next be
+requested. So memory does not grow with the frontier (DESIGN §2.1), and a host that must wait
+never blocks another (§2.4: no head-of-line blocking): :meth:`next_ready` pops the host that is
+ready soonest, in O(log hosts).
+
+Claims run on the writer thread (:meth:`crawler.writer.Writer.call`) and are *asynchronous*: when
+the buffer runs low a claim is started, and the dispatcher keeps consuming results while it runs
+(:attr:`pending_claim` is a future it can wait on). A claim submitted after the last result was
+queued for the writer sees every link that result found, which is what makes
+:meth:`exhausted` exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Collection
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from crawler.config import PolitenessSettings
+from crawler.records import FetchTask
+
+ClaimFn = Callable[[int, Collection[int]], "Future[list[FetchTask]]"]
+"""Start a claim of up to N URLs, excluding some host ids; the future yields the tasks."""
+
+
+@dataclass(slots=True)
+class Slot:
+    """One host's politeness state (after Scrapy's downloader ``Slot``)."""
+
+    host_id: int
+    host: str
+    delay: float
+    concurrency: int
+    active: int = 0
+    next_allowed: float = 0.0
+    """Monotonic time before which no new request to this host may start."""
+    queue: deque[FetchTask] = field(default_factory=deque)
+    in_heap: bool = False
+
+    def ready_at(self) -> float:
+        return self.next_allowed
+
+
+class Frontier:
+    def __init__(
+        self,
+        politeness: PolitenessSettings,
+        claim: ClaimFn,
+        *,
+        buffer_size: int = 512,
+        per_host_buffer: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._politeness = politeness
+        self._claim = claim
+        self._buffer_size = buffer_size
+        self._per_host_buffer = per_host_buffer
+        self._clock = clock
+        self._slots: dict[int, Slot] = {}
+        self._heap: list[tuple[float, int, int]] = []  # (ready_at, tiebreak, host_id)
+        self._seq = itertools.count()
+        self._buffered = 0
+        self.pending_claim: Future[list[FetchTask]] | None = None
+        self._generation = 0
+        """Bumped for every result that may have added links; a claim remembers the value."""
+        self._claim_generation = -1
+        self._empty_generation = -1
+        """The generation at which a claim last came back empty."""
+        self.claim_error: BaseException | None = None
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def note_result(self) -> None:
+        """A result was queued for the writer: it may have added URLs, so claim again."""
+        self._generation += 1
+
+    def _poll_claim(self) -> None:
+        fut = self.pending_claim
+        if fut is not None and fut.done():
+            self.pending_claim = None
+            exc = fut.exception()
+            if exc is not None:
+                self.claim_error = exc
+                return
+            tasks = fut.result()
+            self._prune()
+            if not tasks:
+                self._empty_generation = self._claim_generation
+            for task in tasks:
+                self._add(task)
+        if (
+            self.pending_claim is None
+            and self.claim_error is None
+            and self._buffered < self._buffer_size // 2
+            and self._empty_generation != self._generation
+        ):
+            self._claim_generation = self._generation
+            full = [
+                s.host_id for s in self._slots.values() if len(s.queue) >= self._per_host_buffer
+            ]
+            self.pending_claim = self._claim(self._buffer_size - self._buffered, full)
+
+    def _slot(self, task: FetchTask) -> Slot:
+        slot = self._slots.get(task.host_id)
+        if slot is None:
+            slot = Slot(
+                task.host_id,
+                task.host,
+                delay=self._politeness.delay,
+                concurrency=max(1, self._politeness.per_host_concurrency),
+            )
+            self._slots[task.host_id] = slot
+        return slot
+
+    def _add(self, task: FetchTask) -> None:
+        slot = self._slot(task)
+        slot.queue.append(task)
+        self._buffered += 1
+        self._schedule(slot)
+
+    def _schedule(self, slot: Slot) -> None:
+        if slot.in_heap or not slot.queue or slot.active >= slot.concurrency:
+            return
+        slot.in_heap = True
+        heapq.heappush(self._heap, (slot.ready_at(), next(self._seq), slot.host_id))
+
+    # -- handing out -----------------------------------------------------------------------
+
+    def next_ready(self) -> FetchTask | None:
+        """The next URL whose host may be requested now, or None."""
+        self._poll_claim()
+        now = self._clock()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, host_id = heapq.heappop(self._heap)
+            slot = self._slots[host_id]
+            slot.in_heap = False
+            if slot.next_allowed > now:  # pushed back since it was scheduled
+                self._schedule(slot)
+                continue
+            if not slot.queue or slot.active >= slot.concurrency:
+                continue
+            task = slot.queue.popleft()
+            self._buffered -= 1
+            slot.active += 1
+            slot.next_allowed = now + slot.delay
+            self._schedule(slot)
+            if self._buffered < self._buffer_size // 2:
+                self._poll_claim()
+            return task
+        return None
+
+    def wait_time(self) -> float | None:
+        """Seconds until a buffered host becomes ready; None when none is waiting."""
+        if not self._heap:
+            return None
+        return max(0.0, self._heap[0][0] - self._clock())
+
+    def done(self, task: FetchTask, *, retry_after_s: float | None = None) -> None:
+        """A fetch of ``task`` ended: free its host's slot, and honour a ``Retry-After``."""
+        slot = self._slots[task.host_id]
+        slot.active -= 1
+        if retry_after_s:
+            slot.next_allowed = max(slot.next_allowed, self._clock() + retry_after_s)
+        self._schedule(slot)
+
+    def _prune(self) -> None:
+        """Forget idle hosts whose delay has passed: memory stays bounded by the buffer."""
+        now = self._clock()
+        idle = [
+            h
+            for h, s in self._slots.items()
+            if s.active == 0 and not s.queue and s.next_allowed <= now
+        ]
+        for host_id in idle:
+            del self._slots[host_id]
+
+    # -- ending ----------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    def exhausted(self) -> bool:
+        """Nothing buffered, no claim running, and the last claim — started after the last
+        result — found nothing. The caller checks that no fetch is in flight."""
+        self._poll_claim()
+        return (
+            self._buffered == 0
+            and self.pending_claim is None
+            and self._empty_generation == self._generation
+        )
+
+    def drain(self) -> list[FetchTask]:
+        """Take every buffered, unstarted task out (for the caller to release on shutdown)."""
+        tasks = [t for s in self._slots.values() for t in s.queue]
+        for slot in self._slots.values():
+            slot.queue.clear()
+        self._buffered = 0
+        self._heap.clear()
+        for slot in self._slots.values():
+            slot.in_heap = False
+        return tasks
+
+
+def lease_deadline(now: dt.datetime, lease_s: float) -> dt.datetime:
+    return now + dt.timedelta(seconds=lease_s)

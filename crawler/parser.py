@@ -1,0 +1,133 @@
+"""HTML → title, links, canonical, meta robots, content hash. Pure: bytes in, values out.
+
+BeautifulSoup on the lxml backend builds the tree once; everything is read from that one tree
+(no document is parsed twice). Links are resolved against ``<base href>`` (itself resolved against
+the page URL) per the WHATWG URL Standard, canonicalized, fragments dropped and deduplicated; only
+http(s) links are kept. The parser never raises on any input: a page it cannot make sense of
+yields no links, and the caller records nothing worse than an empty page.
+
+``content_hash`` is the SHA-256 of the page's visible text, normalized so that changes nobody
+sees do not count as changes: comments, ``<script>``, ``<style>``, ``<noscript>`` and
+``<template>`` are left out, and every run of whitespace becomes one space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from collections.abc import Iterable
+
+from bs4 import BeautifulSoup, Comment, MarkupResemblesLocatorWarning, Tag
+from bs4.element import NavigableString
+
+from crawler.records import Link, ParsedPage
+from crawler.urls import resolve, resolve_link
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_INVISIBLE = frozenset({"script", "style", "noscript", "template", "head", "title"})
+_WS = re.compile(r"\s+")
+
+warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
+
+
+def is_html(content_type: str | None) -> bool:
+    return content_type in HTML_TYPES
+
+
+def _attr(tag: Tag, name: str) -> str | None:
+    value = tag.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return " ".join(value)
+    return str(value)
+
+
+def _rel_tokens(tag: Tag) -> set[str]:
+    rel = _attr(tag, "rel")
+    return {t.lower() for t in rel.split()} if rel else set()
+
+
+def _meta_robots(soup: BeautifulSoup) -> set[str]:
+    tokens: set[str] = set()
+    for meta in soup.find_all("meta"):
+        if (_attr(meta, "name") or "").strip().lower() != "robots":
+            continue
+        content = (_attr(meta, "content") or "").lower()
+        tokens.update(t.strip() for t in content.split(","))
+    if "none" in tokens:
+        tokens.update({"noindex", "nofollow"})
+    return tokens
+
+
+def _visible_text(soup: BeautifulSoup) -> Iterable[str]:
+    for node in soup.find_all(string=True):
+        if isinstance(node, Comment) or not isinstance(node, NavigableString):
+            continue
+        if type(node) is not NavigableString:  # CData, Doctype, ProcessingInstruction, ...
+            continue
+        parent = node.parent
+        if parent is not None and parent.name in _INVISIBLE:
+            continue
+        yield str(node)
+
+
+def normalized_text(soup: BeautifulSoup) -> str:
+    return _WS.sub(" ", " ".join(_visible_text(soup))).strip()
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_html(
+    body: bytes,
+    url: str,
+    *,
+    charset: str | None = None,
+    sort_query: bool = False,
+    strip_tracking: bool = False,
+) -> ParsedPage:
+    """Parse one HTML page fetched from ``url`` (the final URL, after redirects).
+
+    ``charset`` is the one the ``Content-Type`` header declared; per the HTML standard it wins
+    over ``<meta charset>`` (a byte-order mark wins over both).
+    """
+    soup = BeautifulSoup(body, "lxml", from_encoding=charset)
+
+    title_tag = soup.find("title")
+    title = _WS.sub(" ", title_tag.get_text()).strip() if isinstance(title_tag, Tag) else None
+
+    base = url
+    base_tag = soup.find("base", href=True)
+    if isinstance(base_tag, Tag):
+        base = resolve(url, _attr(base_tag, "href") or "") or url
+
+    robots = _meta_robots(soup)
+
+    canonical: str | None = None
+    for tag in soup.find_all("link", href=True):
+        if "canonical" in _rel_tokens(tag):
+            canonical = resolve_link(base, _attr(tag, "href") or "")
+            break
+
+    nofollow_by_url: dict[str, bool] = {}
+    for tag in soup.find_all(("a", "area"), href=True):
+        target = resolve_link(
+            base, _attr(tag, "href") or "", sort_query=sort_query, strip_tracking=strip_tracking
+        )
+        if target is None:
+            continue
+        nofollow = "nofollow" in _rel_tokens(tag)
+        # A URL linked both ways on one page is followable: nofollow only if every link says so.
+        nofollow_by_url[target] = nofollow_by_url.get(target, True) and nofollow
+
+    return ParsedPage(
+        title=title or None,
+        links=tuple(Link(u, nf) for u, nf in nofollow_by_url.items()),
+        canonical_url=canonical,
+        noindex="noindex" in robots,
+        nofollow="nofollow" in robots,
+        content_hash=content_hash(normalized_text(soup)),
+    )

@@ -1,0 +1,157 @@
+"""Compose one crawl run from settings: open the database, seed, build the parts, run, finish.
+
+The CLI calls :func:`run_crawl`; nothing here parses arguments or prints. Each part gets only
+what it needs (a settings section, a clock, a callable), so the same parts serve recrawls and
+distributed workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from crawler import sql
+from crawler.config import Config, as_dict
+from crawler.db import is_sqlite, open_database
+from crawler.engine import CrawlStats, Engine, Limits
+from crawler.errors import SeedFileError
+from crawler.fetcher import Fetcher
+from crawler.frontier import Frontier, lease_deadline
+from crawler.pool import StreamingPool
+from crawler.records import CrawlStatus, FetchTask, PageResult
+from crawler.seeds import Seed, SeedProblem, read_seed_file
+from crawler.urls import Scope, host_key
+from crawler.work import LinkPolicy, PageWorker
+from crawler.writer import Writer, utc_now
+
+log = logging.getLogger(__name__)
+
+SEED_BATCH = 1000
+LEASE_S = 600.0
+"""How long a claim holds a URL before another process may take it."""
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlOutcome:
+    crawl_id: int
+    status: CrawlStatus
+    stop_reason: str
+    stats: CrawlStats
+    queued_left: int
+    seeds: int
+
+
+def _valid_seeds(path: Path, on_problem: Callable[[SeedProblem], None]) -> Iterator[Seed]:
+    for item in read_seed_file(path):
+        if isinstance(item, SeedProblem):
+            on_problem(item)
+        else:
+            yield item
+
+
+def run_crawl(
+    config: Config,
+    seed_path: Path | None,
+    *,
+    stop: threading.Event,
+    on_seed_problem: Callable[[SeedProblem], None],
+) -> CrawlOutcome:
+    seeds: Iterator[Seed] = iter(())
+    if seed_path is not None:
+        seeds = _valid_seeds(seed_path, on_seed_problem)
+        first = next(seeds, None)  # fail before creating a database for a seed file with no URL
+        if first is None:
+            raise SeedFileError(f"no valid seed URL in '{seed_path}'")
+        seeds = itertools.chain([first], seeds)
+
+    engine = open_database(config.store.db)
+    writer = Writer(engine, config.store).start()
+    fetcher: Fetcher | None = None
+    try:
+        requeued = writer.run(partial(sql.recover, now=utc_now(), all_leases=is_sqlite(config.store.db)))
+        if requeued:
+            log.info("requeued %d URLs left fetching by an earlier run", requeued)
+        n_seeds = 0
+        for batch in iter(lambda: list(itertools.islice(seeds, SEED_BATCH)), []):
+            pairs = [(s.url, host_key(s.url)) for s in batch]
+            writer.run(partial(sql.add_seeds, seeds=pairs, now=utc_now(), hosts=writer.hosts))
+            n_seeds += len(batch)
+        crawl_id = writer.run(
+            partial(
+                sql.start_crawl,
+                seed_file=str(seed_path) if seed_path else None,
+                settings=as_dict(config),
+                now=utc_now(),
+            )
+        )
+        writer.crawl_id = crawl_id
+        scope = Scope(
+            seed_hosts=writer.run(sql.seed_hosts),
+            allowed_domains=config.scope.allowed_domains,
+            follow_external=config.scope.follow_external,
+            include=config.scope.include,
+            exclude=config.scope.exclude,
+        )
+        fetcher = Fetcher(config.fetch, config.crawl.user_agent, sleep=stop.wait, should_stop=stop.is_set)
+        worker = PageWorker(
+            fetcher.fetch,
+            LinkPolicy(
+                scope,
+                max_depth=config.crawl.max_depth,
+                sort_query=config.scope.sort_query,
+                strip_tracking=config.scope.strip_tracking,
+                follow_nofollow=config.scope.follow_nofollow,
+            ),
+            interval_s=config.schedule.default_interval_s,
+            now=utc_now,
+        )
+
+        def claim(n: int, exclude: object) -> object:
+            def job(conn: Connection) -> list[FetchTask]:
+                return sql.claim(conn, n, exclude, lease_deadline(utc_now(), LEASE_S))  # type: ignore[arg-type]
+
+            return writer.call(job)
+
+        workers = config.crawl.workers
+        max_in_flight = config.crawl.max_in_flight or 2 * workers
+        frontier = Frontier(
+            config.politeness,
+            claim,  # type: ignore[arg-type]
+            buffer_size=max(256, 4 * max_in_flight),
+        )
+        pool: StreamingPool[FetchTask, PageResult] = StreamingPool(
+            worker, workers=workers, max_in_flight=max_in_flight, thread_name_prefix="fetch"
+        )
+        with pool:
+            eng = Engine(
+                frontier,
+                pool,
+                writer,
+                limits=Limits(config.crawl.max_pages, config.crawl.max_time_s),
+                stop=stop,
+            )
+            stats = eng.run()
+        status = eng.status
+        if status is CrawlStatus.RUNNING:
+            status = CrawlStatus.FAILED
+        if writer.error is None:
+            writer.run(partial(sql.finish_crawl, crawl_id=crawl_id, status=status, now=utc_now()))
+            queued_left = writer.run(sql.queued_count)
+        else:
+            queued_left = -1
+        writer.close()
+        return CrawlOutcome(crawl_id, status, eng.stop_reason, stats, queued_left, n_seeds)
+    finally:
+        if fetcher is not None:
+            fetcher.close()
+        try:
+            writer.close()
+        finally:
+            engine.dispose()

@@ -1,0 +1,381 @@
+"""The statements that change the database, as functions of a ``Connection``.
+
+Only the writer thread runs these (DESIGN §2.5: one writer, batched): the frontier and the
+engine hand them to :meth:`crawler.writer.Writer.call`. They are Core statements executed with
+``executemany`` — no ORM object per row on the hot path — and they work unchanged on SQLite and
+PostgreSQL (``ON CONFLICT`` on both; ``FOR UPDATE SKIP LOCKED`` compiles to nothing on SQLite,
+where the single writer already serializes claims).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crawler.records import CrawlStatus, FetchTask, PageResult, URLState
+from models import Crawl, Error, Fetch, Host, Link, Url
+
+CHUNK = 500
+"""Values per ``IN (...)`` list: well under SQLite's variable limit."""
+
+urls_t: Table = Url.__table__  # type: ignore[assignment]
+hosts_t: Table = Host.__table__  # type: ignore[assignment]
+fetches_t: Table = Fetch.__table__  # type: ignore[assignment]
+links_t: Table = Link.__table__  # type: ignore[assignment]
+errors_t: Table = Error.__table__  # type: ignore[assignment]
+crawls_t: Table = Crawl.__table__  # type: ignore[assignment]
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class HostCache:
+    """host key → hosts.id, bounded: hosts seen as link targets can be many."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._ids: dict[str, int] = {}
+        self._limit = limit
+
+    def ids(self, conn: Connection, hosts: Iterable[str]) -> dict[str, int]:
+        wanted = set(hosts)
+        missing = [h for h in wanted if h not in self._ids]
+        if missing:
+            if len(self._ids) + len(missing) > self._limit:
+                self._ids.clear()
+            stmt = _insert(conn, hosts_t).on_conflict_do_nothing(index_elements=["host"])
+            conn.execute(stmt, [{"host": h} for h in missing])
+            for chunk in _chunks(missing):
+                rows = conn.execute(
+                    select(hosts_t.c.host, hosts_t.c.id).where(hosts_t.c.host.in_(chunk))
+                )
+                self._ids.update({h: i for h, i in rows})
+        return {h: self._ids[h] for h in wanted}
+
+
+def insert_urls(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert URLs, ignoring known ones — except that a URL known only as ``excluded`` (seen out
+    of scope or too deep) becomes ``queued`` when it is now found followable."""
+    if not rows:
+        return
+    ins = _insert(conn, urls_t)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["url"],
+        set_={
+            "state": ins.excluded.state,
+            "depth": ins.excluded.depth,
+            "discovered_from": ins.excluded.discovered_from,
+        },
+        where=and_(urls_t.c.state == URLState.EXCLUDED, ins.excluded.state == URLState.QUEUED),
+    )
+    conn.execute(stmt, rows)
+
+
+def url_ids(conn: Connection, urls: Collection[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    ordered = list(urls)
+    for chunk in _chunks(ordered):
+        rows = conn.execute(select(urls_t.c.url, urls_t.c.id).where(urls_t.c.url.in_(chunk)))
+        out.update((url, id_) for url, id_ in rows)
+    return out
+
+
+def add_seeds(
+    conn: Connection, seeds: Sequence[tuple[str, str]], now: dt.datetime, hosts: HostCache
+) -> None:
+    """Queue ``(url, host)`` pairs at depth 0; URLs already known keep their state (resume)."""
+    host_ids = hosts.ids(conn, {h for _, h in seeds})
+    insert_urls(
+        conn,
+        [
+            {
+                "url": url,
+                "host_id": host_ids[host],
+                "depth": 0,
+                "discovered_from": None,
+                "state": URLState.QUEUED.value,
+                "first_seen_at": now,
+            }
+            for url, host in seeds
+        ],
+    )
+
+
+def seed_hosts(conn: Connection) -> frozenset[str]:
+    """Hosts of every depth-0 URL: the crawl's scope when ``follow_external`` is off."""
+    rows = conn.execute(
+        select(hosts_t.c.host)
+        .distinct()
+        .join(urls_t, urls_t.c.host_id == hosts_t.c.id)
+        .where(urls_t.c.depth == 0)
+    )
+    return frozenset(r[0] for r in rows)
+
+
+def claim(
+    conn: Connection, limit: int, exclude_hosts: Collection[int], lease_until: dt.datetime
+) -> list[FetchTask]:
+    """Mark up to ``limit`` queued URLs ``fetching`` under a lease, in hand-out order."""
+    pick = (
+        select(urls_t.c.id)
+        .where(urls_t.c.state == URLState.QUEUED)
+        .order_by(urls_t.c.priority.desc(), urls_t.c.depth, urls_t.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if exclude_hosts:
+        pick = pick.where(urls_t.c.host_id.not_in(list(exclude_hosts)))
+    stmt = (
+        update(urls_t)
+        .where(urls_t.c.id.in_(pick.scalar_subquery()))
+        .values(state=URLState.FETCHING, lease_until=lease_until)
+        .returning(
+            urls_t.c.id,
+            urls_t.c.url,
+            urls_t.c.host_id,
+            urls_t.c.depth,
+            urls_t.c.etag,
+            urls_t.c.last_modified,
+            urls_t.c.content_hash,
+        )
+    )
+    rows = conn.execute(stmt).all()
+    if not rows:
+        return []
+    host_names = dict(
+        conn.execute(
+            select(hosts_t.c.id, hosts_t.c.host).where(hosts_t.c.id.in_({r.host_id for r in rows}))
+        ).all()
+    )
+    tasks = [
+        FetchTask(
+            url_id=r.id,
+            url=r.url,
+            host_id=r.host_id,
+            host=host_names[r.host_id],
+            depth=r.depth,
+            etag=r.etag,
+            last_modified=r.last_modified,
+            content_hash=r.content_hash,
+        )
+        for r in rows
+    ]
+    # RETURNING gives rows in no promised order: restore hand-out order.
+    tasks.sort(key=lambda t: (t.depth, t.url_id))
+    return tasks
+
+
+def release(conn: Connection, url_ids: Collection[int]) -> None:
+    """Give claimed-but-unstarted URLs back to the frontier."""
+    ids = list(url_ids)
+    for chunk in _chunks(ids):
+        conn.execute(
+            update(urls_t)
+            .where(urls_t.c.id.in_(chunk), urls_t.c.state == URLState.FETCHING)
+            .values(state=URLState.QUEUED, lease_until=None)
+        )
+
+
+def recover(conn: Connection, now: dt.datetime, *, all_leases: bool) -> int:
+    """Requeue URLs whose claim died with its process; mark dead runs interrupted.
+
+    With SQLite only one process can crawl a database at a time, so every ``fetching`` URL
+    belongs to a dead process (``all_leases``); elsewhere only expired leases are taken back.
+    """
+    cond = urls_t.c.state == URLState.FETCHING
+    if not all_leases:
+        cond = and_(cond, urls_t.c.lease_until < now)
+    result = conn.execute(
+        update(urls_t).where(cond).values(state=URLState.QUEUED, lease_until=None)
+    )
+    if all_leases:
+        conn.execute(
+            update(crawls_t)
+            .where(crawls_t.c.status == CrawlStatus.RUNNING)
+            .values(status=CrawlStatus.INTERRUPTED)
+        )
+    return result.rowcount or 0
+
+
+def start_crawl(
+    conn: Connection, *, seed_file: str | None, settings: dict[str, Any], now: dt.datetime
+) -> int:
+    result = conn.execute(
+        crawls_t.insert()
+        .values(
+            started_at=now,
+            status=CrawlStatus.RUNNING,
+            seed_file=seed_file,
+            settings=settings,
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+        )
+        .returning(crawls_t.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def finish_crawl(conn: Connection, crawl_id: int, status: CrawlStatus, now: dt.datetime) -> None:
+    conn.execute(
+        update(crawls_t).where(crawls_t.c.id == crawl_id).values(status=status, finished_at=now)
+    )
+
+
+def queued_count(conn: Connection) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).select_from(urls_t).where(urls_t.c.state == URLState.QUEUED)
+        ).scalar_one()
+    )
+
+
+_update_fetched = (
+    update(urls_t)
+    .where(urls_t.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        attempts=urls_t.c.attempts + 1,
+        last_fetched_at=bindparam("b_at"),
+        lease_until=None,
+        etag=bindparam("b_etag"),
+        last_modified=bindparam("b_last_modified"),
+        content_hash=func.coalesce(bindparam("b_hash"), urls_t.c.content_hash),
+        next_fetch_at=bindparam("b_next"),
+        fetch_interval=bindparam("b_interval"),
+    )
+)
+
+
+def store_results(
+    conn: Connection,
+    crawl_id: int,
+    results: Sequence[PageResult],
+    now: dt.datetime,
+    hosts: HostCache,
+) -> None:
+    """Store one batch of results: new URLs, link rows, fetch rows, error rows, URL states."""
+    # 1. Link targets become URLs (queued or excluded), then rows in ``links``.
+    targets: dict[str, tuple[str, bool, PageResult]] = {}
+    for res in results:
+        for link in res.links:
+            prev = targets.get(link.url)
+            if prev is None or (link.follow and not prev[1]):
+                targets[link.url] = (link.host, link.follow, res)
+    if targets:
+        host_ids = hosts.ids(conn, {h for h, _, _ in targets.values()})
+        insert_urls(
+            conn,
+            [
+                {
+                    "url": url,
+                    "host_id": host_ids[host],
+                    "depth": res.task.depth + 1,
+                    "discovered_from": res.task.url_id,
+                    "state": (URLState.QUEUED if follow else URLState.EXCLUDED).value,
+                    "first_seen_at": now,
+                }
+                for url, (host, follow, res) in targets.items()
+            ],
+        )
+        ids = url_ids(conn, targets.keys())
+        link_rows = [
+            {
+                "src_url_id": res.task.url_id,
+                "dst_url_id": ids[link.url],
+                "nofollow": link.nofollow,
+                "first_seen_at": now,
+                "last_seen_at": now,
+            }
+            for res in results
+            for link in res.links
+        ]
+        ins = _insert(conn, links_t)
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["src_url_id", "dst_url_id"],
+                set_={"last_seen_at": ins.excluded.last_seen_at, "nofollow": ins.excluded.nofollow},
+            ),
+            link_rows,
+        )
+
+    # 2. Fetch rows, error rows, and the fetched URLs' new state.
+    fetch_rows: list[dict[str, Any]] = []
+    error_rows: list[dict[str, Any]] = []
+    url_rows: list[dict[str, Any]] = []
+    fetched_bytes = 0
+    for res in results:
+        f, p, task = res.fetch, res.parsed, res.task
+        if f is not None:
+            fetched_bytes += (f.content_length or 0) if f.body is not None else 0
+            fetch_rows.append(
+                {
+                    "url_id": task.url_id,
+                    "crawl_id": crawl_id,
+                    "fetched_at": f.fetched_at,
+                    "status_code": f.status_code,
+                    "final_url": f.final_url,
+                    "redirects": f.redirects,
+                    "content_type": f.content_type,
+                    "content_length": f.content_length,
+                    "elapsed_ms": f.elapsed_ms,
+                    "title": p.title if p else None,
+                    "content_hash": p.content_hash if p else None,
+                    "changed": res.changed,
+                    "not_modified": f.not_modified,
+                    "canonical_url": p.canonical_url if p else None,
+                    "noindex": p.noindex if p else False,
+                    "data": None,
+                }
+            )
+        error_rows.extend(
+            {
+                "url_id": task.url_id,
+                "crawl_id": crawl_id,
+                "at": e.at,
+                "attempt": e.attempt,
+                "kind": e.kind.value,
+                "status_code": e.status_code,
+                "message": e.message,
+                "final": e.final,
+            }
+            for e in res.errors
+        )
+        url_rows.append(
+            {
+                "b_id": task.url_id,
+                "b_state": res.state.value,
+                "b_at": f.fetched_at if f else now,
+                "b_etag": f.etag if f else task.etag,
+                "b_last_modified": f.last_modified if f else task.last_modified,
+                "b_hash": p.content_hash if p else None,
+                "b_next": res.next_fetch_at,
+                "b_interval": res.fetch_interval_s,
+            }
+        )
+    if fetch_rows:
+        conn.execute(fetches_t.insert(), fetch_rows)
+    if error_rows:
+        conn.execute(errors_t.insert(), error_rows)
+    conn.execute(_update_fetched, url_rows)
+    conn.execute(
+        update(crawls_t)
+        .where(crawls_t.c.id == crawl_id)
+        .values(
+            pages_fetched=crawls_t.c.pages_fetched + len(fetch_rows),
+            errors=crawls_t.c.errors + len(error_rows),
+            bytes_fetched=crawls_t.c.bytes_fetched + fetched_bytes,
+        )
+    )

@@ -1,0 +1,38 @@
+"""The few lines printed at the end of a crawl."""
+
+from __future__ import annotations
+
+import shlex
+
+from crawler.records import CrawlStatus
+from crawler.runner import CrawlOutcome
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def format_summary(outcome: CrawlOutcome, *, db: str) -> str:
+    s = outcome.stats
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(s.errors_by_kind.items(), key=lambda kv: -kv[1]))
+    lines = [
+        f"crawl {outcome.crawl_id} {outcome.status.value}"
+        + (f" ({outcome.stop_reason})" if outcome.stop_reason else ""),
+        f"  pages:   {s.pages} fetched, {s.ok_pages} ok, {s.failed} failed"
+        + (f", {s.retries} retried attempts" if s.retries else ""),
+        f"  errors:  {sum(s.errors_by_kind.values())}" + (f" ({kinds})" if kinds else ""),
+        f"  time:    {s.elapsed_s:.1f} s, {s.pages_per_s:.1f} pages/s, {_size(s.bytes)}",
+    ]
+    if outcome.queued_left > 0:
+        lines.append(f"  queued:  {outcome.queued_left} URLs left in the frontier")
+    if outcome.status is CrawlStatus.INTERRUPTED or (
+        outcome.queued_left > 0 and outcome.status is CrawlStatus.FINISHED
+    ):
+        lines.append(f"  resume:  run the same command again (database {shlex.quote(db)})")
+    lines.append(f"  results: sqlite3 {shlex.quote(db)} 'select url, status_code, title from pages'")
+    return "\n".join(lines)

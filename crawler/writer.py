@@ -1,0 +1,178 @@
+"""The single writer: one thread owns the write connection and commits results in batches.
+
+Why one writer: SQLite allows one writer at a time, and batching many pages into one transaction
+is what makes storing hundreds of pages a second cheap. Results arrive on a *bounded* queue, so a
+slow disk slows the fetchers instead of filling memory (DESIGN §2.1). A batch is committed when it
+holds ``batch_rows`` results or is ``batch_ms`` old, whichever comes first, so a slow page never
+holds back the rows of the fast pages that finished before it.
+
+Other writes (seeding, frontier claims, crawl status) run on the same thread through :meth:`call`,
+after the pending batch is committed, so a claim always sees every link stored before it.
+
+If a batch fails (a full disk, a broken database), the writer stops storing: the failed batch's
+transaction is rolled back, :attr:`error` is set, :meth:`put` and :meth:`call` raise
+:class:`WriterFailed`, and the engine ends the crawl. Nothing already committed is touched; the
+URLs of the lost batch are still ``fetching`` and are requeued by the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from crawler import sql
+from crawler.config import StoreSettings
+from crawler.records import PageResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class WriterFailed(RuntimeError):
+    """The writer could not store a batch; the crawl must stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    fn: Callable[[Connection], Any]
+    future: Future[Any]
+
+
+_STOP = object()
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Writer:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: StoreSettings,
+        *,
+        crawl_id: int | None = None,
+        now: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self.crawl_id = crawl_id
+        self._now = now
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, settings.queue_size))
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        self.hosts = sql.HostCache()
+        """The writer thread's host-id cache; jobs run through :meth:`call` may use it."""
+        self.error: BaseException | None = None
+        self.batches = 0
+        self.rows = 0
+        self.max_queue_depth = 0
+
+    # -- producer side (any thread) -------------------------------------------------------
+
+    def start(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def put(self, result: PageResult) -> None:
+        """Queue one result; blocks while the queue is full (backpressure)."""
+        self._raise_if_failed()
+        self._queue.put(result)
+        depth = self._queue.qsize()
+        if depth > self.max_queue_depth:
+            self.max_queue_depth = depth
+
+    def call(self, fn: Callable[[Connection], T]) -> Future[T]:
+        """Run ``fn(conn)`` on the writer thread in its own transaction, after pending results."""
+        self._raise_if_failed()
+        future: Future[T] = Future()
+        self._queue.put(_Job(fn, future))
+        return future
+
+    def run(self, fn: Callable[[Connection], T]) -> T:
+        """:meth:`call` and wait for the answer."""
+        return self.call(fn).result()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        """Commit what is pending and stop the thread. Raises WriterFailed if a batch failed."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise WriterFailed(f"the database writer failed: {self.error}") from self.error
+
+    # -- the writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: list[PageResult] = []
+        deadline = 0.0
+        batch_s = self._settings.batch_ms / 1000
+        with self._engine.connect() as conn:
+            while True:
+                timeout = max(0.0, deadline - time.monotonic()) if pending else None
+                try:
+                    item = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    self._flush(conn, pending)
+                    continue
+                if item is _STOP:
+                    self._flush(conn, pending)
+                    return
+                if isinstance(item, _Job):
+                    self._flush(conn, pending)
+                    self._run_job(conn, item)
+                    continue
+                if self.error is not None:
+                    continue  # failed: drain so producers never block forever
+                if not pending:
+                    deadline = time.monotonic() + batch_s
+                pending.append(item)
+                if len(pending) >= self._settings.batch_rows:
+                    self._flush(conn, pending)
+
+    def _flush(self, conn: Connection, pending: list[PageResult]) -> None:
+        if not pending or self.error is not None:
+            pending.clear()
+            return
+        if self.crawl_id is None:
+            raise RuntimeError("results put before the writer was given a crawl_id")
+        try:
+            with conn.begin():
+                sql.store_results(conn, self.crawl_id, pending, self._now(), self.hosts)
+            self.batches += 1
+            self.rows += len(pending)
+        except Exception as exc:
+            log.error("writer: storing a batch of %d results failed: %s", len(pending), exc)
+            self.error = exc
+        finally:
+            pending.clear()
+
+    def _run_job(self, conn: Connection, job: _Job) -> None:
+        if self.error is not None:
+            job.future.set_exception(WriterFailed(f"the database writer failed: {self.error}"))
+            return
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            with conn.begin():
+                value = job.fn(conn)
+        except Exception as exc:
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(value)
