@@ -1,0 +1,634 @@
+"""One HTTP fetch with limits, conditional headers and a tenacity retry policy.
+
+:meth:`Fetcher.fetch` turns a URL into a :class:`FetchOutcome`: the last HTTP response of the
+last attempt (any status) and one :class:`~crawler.records.ErrorRecord` per failed attempt. It
+never raises for a per-URL failure (DESIGN §2.3); only ``KeyboardInterrupt``/``SystemExit`` and
+bugs in the arguments escape. It does not parse, store, decide politeness or scope, nor sleep for
+long: a ``Retry-After`` above ``max_retry_after_s`` ends the fetch at once, for the engine to turn
+into a host-level delay.
+
+Threads: many workers call ``fetch`` at once. ``requests.Session`` is not thread-safe, so each
+thread gets its own Session, created lazily, with a connection pool of its own (one connection per
+host, since a thread has one request in flight; ``pool_hosts`` hosts kept warm per thread).
+
+Decisions:
+
+* **What is downloaded.** Only a 2xx response whose media type is ``text/html`` or
+  ``application/xhtml+xml`` -- or that has no ``Content-Type`` at all, since browsers sniff such
+  pages and they are mostly HTML. Other responses are closed unread (small bodies are drained so
+  the connection can be reused); ``content_length`` then comes from the header.
+* **Size cap.** Counted in *decoded* bytes, read in 64 KiB steps with urllib3's bounded
+  decompression, so a gzip bomb never inflates past ``max_body_bytes`` + 64 KiB.
+* **Deadline.** ``total_timeout_s`` covers one attempt, all redirect hops and the body. It is
+  checked after every chunk, and near the deadline the socket timeout is lowered to what is left.
+  *Limit*: a server that drips the status line and headers cannot be cut by requests; it is
+  bounded only by ``read_timeout_s`` per byte.
+* **Retried:** connection errors, DNS ``EAI_AGAIN`` (a temporary lookup failure; a name that does
+  not exist is final at once), timeouts (including the deadline), a connection broken mid-body
+  (kind ``content``), and 429/500/502/503/504. **Not retried:** TLS, redirect, too_large, a body
+  that fails to decode (``content``), ``other``, and any other status.
+* **Redirect failures** (loop, too many hops, refused target) return the 3xx response as
+  ``result`` (its ``final_url`` is the URL that redirected) with a final ``redirect`` error.
+* **Cookies** are neither stored nor sent: per-thread jars would make a crawl depend on which
+  thread fetched which page.
+* ``elapsed_ms`` and ``fetched_at`` describe the attempt that produced the result (all of its
+  redirect hops), not earlier attempts nor the backoff waits between them.
+"""
+
+from __future__ import annotations
+
+import http
+import ipaddress
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from http.cookiejar import Cookie
+from typing import Any
+from urllib.parse import urlsplit
+
+import ada_url
+import requests
+import requests.adapters
+import requests.cookies
+import tenacity
+import urllib3.exceptions
+
+from crawler import errors
+from crawler.config import FetchSettings
+from crawler.errors import DeadlineError, ErrorKind, RedirectError
+from crawler.records import ErrorRecord, FetchResult
+
+__all__ = ["FetchOutcome", "Fetcher", "parse_retry_after"]
+
+logger = logging.getLogger(__name__)
+
+ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
+ACCEPT_ENCODING = "gzip, deflate"
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+_DRAIN_MAX = 64 * 1024
+"""A body we won't use is read and dropped (to keep the connection) only up to this size."""
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOutcome:
+    """What one :meth:`Fetcher.fetch` learned."""
+
+    result: FetchResult | None
+    """The last HTTP response of the last attempt (any status), or None if it received none."""
+    errors: tuple[ErrorRecord, ...] = ()
+    """One per failed attempt; the last is ``final`` when the fetch failed for good."""
+
+    @property
+    def failed(self) -> bool:
+        """True when the fetch failed for good (its last error is final)."""
+        return bool(self.errors) and self.errors[-1].final
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One attempt: its response (if any), its failure (if any), and whether to try again."""
+
+    number: int
+    result: FetchResult | None
+    kind: ErrorKind | None = None
+    message: str = ""
+    at: datetime | None = None
+    status_code: int | None = None
+    retryable: bool = False
+
+
+class _NoCookies(requests.cookies.RequestsCookieJar):
+    """A jar that keeps nothing: cookies are neither stored nor sent (see module docstring)."""
+
+    def set_cookie(self, cookie: Cookie, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
+def mask_userinfo(text: str) -> str:
+    """Replace the ``user:password@`` of every URL in ``text`` with ``***@``."""
+    return _USERINFO.sub(r"\1***@", text) if "@" in text else text
+
+
+def parse_retry_after(value: str, now: datetime) -> float | None:
+    """``Retry-After`` as seconds from ``now``: delay-seconds or an HTTP date; None if invalid.
+
+    A date in the past gives 0. Fractional seconds are accepted although RFC 9110 says integer.
+    """
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and seconds == seconds else None  # rejects NaN
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class _ProxyRules:
+    """The proxy environment read once (``urllib.request.getproxies``), applied per URL.
+
+    ``no_proxy`` follows curl/requests: comma-separated hosts (a leading ``.`` or ``*.`` is
+    ignored, and each entry matches the host and its subdomains), ``host:port`` entries, IP
+    addresses and CIDR networks, and ``*`` for everything.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.proxies = {k: v for k, v in environ.items() if k in ("http", "https", "all") and v}
+        entries = [e.strip().lower() for e in environ.get("no", "").split(",") if e.strip()]
+        self.bypass_all = "*" in entries
+        self.names = tuple(e.removeprefix("*").lstrip(".") for e in entries if e != "*")
+        self.networks = []
+        for entry in entries:
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                continue
+
+    def for_url(self, url: str) -> dict[str, str] | None:
+        if not self.proxies or self.bypass_all:
+            return None
+        if not self.names:
+            return self.proxies
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        with_port = f"{host}:{port}" if port else host
+        for name in self.names:
+            for candidate in (host, with_port):
+                if candidate == name or candidate.endswith("." + name):
+                    return None
+        if self.networks:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                return self.proxies
+            if any(address in net for net in self.networks):
+                return None
+        return self.proxies
+
+
+def _dns_is_temporary(exc: BaseException) -> bool:
+    """True when a ``socket.gaierror`` in the chain is ``EAI_AGAIN`` (try again later)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return current.errno == socket.EAI_AGAIN
+        for nxt in (current.__cause__, current.__context__, *current.args):
+            if isinstance(nxt, BaseException):
+                stack.append(nxt)
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            stack.append(reason)
+    return False
+
+
+def _classify(exc: BaseException) -> tuple[ErrorKind, bool]:
+    """The kind of a failed attempt, and whether it is worth another attempt."""
+    # Read straight from urllib3 while streaming the body, these are not requests' exceptions.
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return ErrorKind.TIMEOUT, True
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return ErrorKind.TLS, False
+    kind = errors.classify(exc)
+    if kind is ErrorKind.CONTENT:
+        # A transfer cut short (reset, IncompleteRead) is transient; a body that will not
+        # decode will not decode next time either.
+        broken = isinstance(
+            exc, urllib3.exceptions.ProtocolError | requests.exceptions.ChunkedEncodingError
+        )
+        return kind, broken
+    if kind is ErrorKind.DNS:
+        return kind, _dns_is_temporary(exc)
+    return kind, kind in (ErrorKind.CONNECT, ErrorKind.TIMEOUT)
+
+
+def _status_message(status: int, reason: str | None) -> str:
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = reason or ""
+    return f"HTTP {status} {phrase}".rstrip()
+
+
+def _media_type(header: str | None) -> tuple[str | None, str | None]:
+    """``Content-Type`` → (bare lowercased media type, charset parameter)."""
+    if not header:
+        return None, None
+    media, _, params = header.partition(";")
+    charset = None
+    if params:
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset":
+                charset = value.strip().strip("\"'") or None
+                break
+    return media.strip().lower() or None, charset
+
+
+def _header_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+class Fetcher:
+    """Fetches one URL at a time per calling thread; safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        user_agent: str,
+        *,
+        sleep: Callable[[float], object] = time.sleep,
+        should_stop: Callable[[], bool] = lambda: False,
+        now: Callable[[], datetime] = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        redirect_filter: Callable[[str], str | None] | None = None,
+        pool_hosts: int = 32,
+    ) -> None:
+        """``redirect_filter(target)`` returns a reason to refuse a redirect hop, or None.
+
+        ``pool_hosts`` is how many hosts each thread keeps a keep-alive connection to.
+        """
+        self._settings = settings
+        self._sleep = sleep
+        self._should_stop = should_stop
+        self._now = now
+        self._monotonic = monotonic
+        self._rng = rng or random.Random()
+        self._redirect_filter = redirect_filter
+        self._pool_hosts = pool_hosts
+        self._headers = {
+            "User-Agent": user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        # trust_env is off (its per-call lookups cost ~40% of requests' overhead), so what it
+        # would read from the environment is read here, once: proxies and the CA bundle.
+        self._verify: str | bool = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        self._prepared_headers = requests.structures.CaseInsensitiveDict(self._headers)
+        self._proxy = _ProxyRules(urllib.request.getproxies())
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self._retrying = tenacity.Retrying(
+            sleep=self._nap,
+            stop=self._stop,
+            wait=self._wait,
+            retry=tenacity.retry_if_result(lambda attempt: attempt.retryable),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def _adapter(self) -> requests.adapters.HTTPAdapter:
+        """This thread's connection pool, inside a Session created on the thread's first fetch."""
+        adapter: requests.adapters.HTTPAdapter | None = getattr(self._local, "adapter", None)
+        if adapter is None:
+            session = requests.Session()
+            session.trust_env = False
+            session.headers = requests.structures.CaseInsensitiveDict(self._headers)
+            session.cookies = _NoCookies()
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=self._pool_hosts, pool_maxsize=1, max_retries=0
+            )
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.adapter = adapter
+            with self._lock:
+                self._sessions.append(session)
+        return adapter
+
+    def close(self) -> None:
+        """Close every thread's session (and its connections)."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    # -- retry policy (tenacity strategies) --------------------------------------------------
+
+    def _nap(self, seconds: float) -> None:
+        self._sleep(seconds)
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        return state.attempt_number > self._settings.retries or self._should_stop()
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """``Retry-After`` when the server sent one, else ``min(max, base·2ⁿ⁻¹)·U(0.5, 1)``."""
+        if state.outcome is not None and not state.outcome.failed:
+            attempt: _Attempt = state.outcome.result()
+            if attempt.result is not None and attempt.result.retry_after_s is not None:
+                return attempt.result.retry_after_s
+        s = self._settings
+        ceiling = min(s.backoff_max_s, s.backoff_base_s * 2.0 ** (state.attempt_number - 1))
+        return ceiling * (0.5 + 0.5 * self._rng.random())
+
+    # -- fetch -------------------------------------------------------------------------------
+
+    def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchOutcome:
+        """Fetch ``url`` with retries; never raises for a per-URL failure."""
+        headers: dict[str, str] | None = None
+        if etag or last_modified:
+            headers = {}
+            if etag:
+                headers["If-None-Match"] = etag
+            if last_modified:
+                headers["If-Modified-Since"] = last_modified
+        attempts: list[_Attempt] = []
+
+        def attempt() -> _Attempt:
+            if attempts and self._should_stop():  # shutdown cut the backoff short
+                return replace(attempts[-1], retryable=False)
+            done = self._attempt(url, headers, len(attempts) + 1)
+            attempts.append(done)
+            if done.retryable:
+                logger.debug("attempt %d failed (%s), may retry", done.number, done.message)
+            return done
+
+        last: _Attempt = self._retrying(attempt)
+        records = [
+            ErrorRecord(a.kind, a.message, a.number, False, a.at or self._now(), a.status_code)
+            for a in attempts
+            if a.kind is not None
+        ]
+        if last.kind is not None and records:
+            records[-1] = replace(records[-1], final=True)
+        return FetchOutcome(last.result, tuple(records))
+
+    def _attempt(self, url: str, headers: dict[str, str] | None, number: int) -> _Attempt:
+        """One attempt: every redirect hop and the body, under one deadline. Never raises."""
+        start = self._monotonic()
+        deadline = start + self._settings.total_timeout_s
+        chain: list[str] = []
+        seen: set[str] | None = None
+        current = url
+        response: requests.Response | None = None
+        result: FetchResult | None = None
+        try:
+            adapter = self._adapter()
+            while True:
+                response = self._send(adapter, current, headers, deadline)
+                location = response.headers.get("Location")
+                if response.status_code not in REDIRECT_STATUSES or not location:
+                    break
+                self._discard(response)
+                if len(chain) >= self._settings.max_redirects:
+                    result = self._result(url, current, response, chain, start, None)
+                    raise RedirectError(
+                        f"more than {self._settings.max_redirects} redirects",
+                        status_code=response.status_code,
+                    )
+                if seen is None:
+                    seen = {_normalize(url)}
+                target = self._redirect_target(current, location, seen, chain)
+                if isinstance(target, RedirectError):
+                    result = self._result(url, current, response, chain, start, None)
+                    target.status_code = response.status_code
+                    raise target
+                chain.append(current)
+                current = target
+                response = None
+            return self._finish(url, current, response, chain, start, deadline, number)
+        except Exception as exc:
+            if response is not None:
+                response.close()
+            kind, retryable = _classify(exc)
+            message = mask_userinfo(errors.describe(exc))
+            status = exc.status_code if isinstance(exc, errors.FetchError) else None
+            return _Attempt(number, result, kind, message, self._now(), status, retryable)
+
+    def _send(
+        self,
+        adapter: requests.adapters.HTTPAdapter,
+        url: str,
+        headers: dict[str, str] | None,
+        deadline: float,
+    ) -> requests.Response:
+        """One GET, straight to this thread's adapter.
+
+        ``Session.request`` would merge settings, environment, cookies and hooks on every call
+        (about a fifth of the CPU of a small fetch); everything it would merge is fixed here, so
+        the request is prepared by hand: URL (IDNA, quoting), the default headers plus the
+        conditional ones, and Basic auth when the URL carries userinfo.
+        """
+        remaining = deadline - self._monotonic()
+        if remaining <= 0:
+            raise DeadlineError(f"total deadline of {self._settings.total_timeout_s:g}s passed")
+        if not url[:8].lower().startswith(("http://", "https://")):
+            raise errors.FetchError(f"not an http(s) URL: {mask_userinfo(url)[:200]}")
+        request = requests.PreparedRequest()
+        request.method = "GET"
+        request.prepare_url(url, None)
+        request.headers = self._prepared_headers.copy()
+        if headers:
+            request.headers.update(headers)
+        if "@" in url:
+            request.prepare_auth(None, url)
+        s = self._settings
+        return adapter.send(
+            request,
+            stream=True,
+            timeout=(min(s.connect_timeout_s, remaining), min(s.read_timeout_s, remaining)),
+            verify=self._verify,
+            cert=None,
+            proxies=self._proxy.for_url(url) or {},
+        )
+
+    def _redirect_target(
+        self, current: str, location: str, seen: set[str], chain: list[str]
+    ) -> str | RedirectError:
+        """Resolve and check one hop; a RedirectError (returned, not raised) refuses it."""
+        try:
+            target = ada_url.join_url(current, location.strip())
+        except ValueError:
+            return RedirectError(f"invalid redirect Location: {mask_userinfo(location)[:200]}")
+        target = target.partition("#")[0]
+        scheme = target.partition(":")[0].lower()
+        if scheme not in ("http", "https"):
+            return RedirectError(f"redirect to a {scheme}: URL refused")
+        if target in seen:
+            hops = " -> ".join([*chain, current, target])
+            return RedirectError(mask_userinfo(f"redirect loop: {hops}")[:500])
+        if self._redirect_filter is not None:
+            reason = self._redirect_filter(target)
+            if reason is not None:
+                return RedirectError(mask_userinfo(f"redirect refused: {reason}"))
+        seen.add(target)
+        return target
+
+    def _finish(
+        self,
+        url: str,
+        final_url: str,
+        response: requests.Response,
+        chain: list[str],
+        start: float,
+        deadline: float,
+        number: int,
+    ) -> _Attempt:
+        """The last hop's response → its result, reading the body when it is wanted."""
+        status = response.status_code
+        media, _ = _media_type(response.headers.get("Content-Type"))
+        if 200 <= status < 300 and (media is None or media in HTML_TYPES):
+            body, size = self._read_body(response, deadline)
+            result = self._result(url, final_url, response, chain, start, body, size)
+            if body is None:
+                cap = self._settings.max_body_bytes
+                message = f"TooLargeError: body over max_body_bytes ({cap} bytes decoded)"
+                return _Attempt(number, result, ErrorKind.TOO_LARGE, message, self._now(), status)
+            return _Attempt(number, result)
+        self._discard(response)
+        result = self._result(url, final_url, response, chain, start, None)
+        if status not in RETRY_STATUSES:
+            return _Attempt(number, result)
+        message = _status_message(status, response.reason)
+        retry_after = result.retry_after_s
+        retryable = True
+        if retry_after is not None and retry_after > self._settings.max_retry_after_s:
+            retryable = False
+            message += (
+                f"; Retry-After {retry_after:g}s is over max_retry_after_s"
+                f" ({self._settings.max_retry_after_s:g}s), not retried"
+            )
+        return _Attempt(
+            number, result, ErrorKind.HTTP_STATUS, message, self._now(), status, retryable
+        )
+
+    def _read_body(self, response: requests.Response, deadline: float) -> tuple[bytes | None, int]:
+        """(decoded body, its size), or (None, bytes read) when it passed the size cap.
+
+        The cap and the deadline are checked after every chunk of at most 64 KiB decoded.
+        """
+        raw = response.raw
+        cap = self._settings.max_body_bytes
+        read_timeout = self._settings.read_timeout_s
+        chunks: list[bytes] = []
+        size = 0
+        clamped = False
+        try:
+            while True:
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    raise self._deadline_error(size)
+                if (
+                    remaining < read_timeout
+                ):  # near the deadline, a silent socket must not outlast it
+                    sock = getattr(raw.connection, "sock", None)
+                    if sock is not None:
+                        sock.settimeout(remaining)
+                        clamped = True
+                try:
+                    chunk = raw.read1(_CHUNK, decode_content=True)
+                except urllib3.exceptions.ReadTimeoutError as exc:
+                    if clamped and deadline - self._monotonic() < 0.05:
+                        raise self._deadline_error(size) from exc
+                    raise
+                if not chunk:
+                    return b"".join(chunks), size
+                size += len(chunk)
+                if size > cap:
+                    return None, size
+                chunks.append(chunk)
+        finally:
+            response.close()
+
+    def _deadline_error(self, size: int) -> DeadlineError:
+        return DeadlineError(
+            f"total deadline of {self._settings.total_timeout_s:g}s passed"
+            f" after {size} bytes of body"
+        )
+
+    def _discard(self, response: requests.Response) -> None:
+        """Drop a body we won't use; drain a small one first so the connection can be reused."""
+        length = _header_int(response.headers.get("Content-Length"))
+        if length is not None and length <= _DRAIN_MAX:
+            response.raw.drain_conn()
+        response.close()
+
+    def _result(
+        self,
+        url: str,
+        final_url: str,
+        response: requests.Response,
+        chain: list[str],
+        start: float,
+        body: bytes | None,
+        size: int | None = None,
+    ) -> FetchResult:
+        headers = response.headers
+        media, charset = _media_type(headers.get("Content-Type"))
+        fetched_at = self._now()
+        retry_after = headers.get("Retry-After")
+        status = response.status_code
+        if size is None:
+            size = len(body) if body is not None else _header_int(headers.get("Content-Length"))
+        return FetchResult(
+            url=url,
+            final_url=final_url,
+            status_code=status,
+            fetched_at=fetched_at,
+            elapsed_ms=int((self._monotonic() - start) * 1000),
+            redirects=len(chain),
+            content_type=media,
+            charset=charset,
+            content_length=size if status != 304 else None,
+            body=body,
+            etag=headers.get("ETag"),
+            last_modified=headers.get("Last-Modified"),
+            not_modified=status == 304,
+            retry_after_s=parse_retry_after(retry_after, fetched_at) if retry_after else None,
+            redirect_chain=tuple(chain),
+        )
+
+
+def _normalize(url: str) -> str:
+    """The form redirect targets take (ada's href, no fragment), for loop detection."""
+    try:
+        return ada_url.URL(url).href.partition("#")[0]
+    except ValueError:
+        return url

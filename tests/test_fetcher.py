@@ -1,0 +1,687 @@
+"""Fetcher: retries, redirects, limits and conditional GET.
+
+Unit tests use ``responses`` with an injected ``sleep`` that records the waits, so they take
+milliseconds. A few tests talk to a real ``http.server`` on 127.0.0.1 for what ``responses`` cannot
+fake: a drip-feeding server, a refused connection, a body shorter than its Content-Length, and
+connection reuse.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+import requests
+import responses
+
+from crawler.config import FetchSettings
+from crawler.errors import ErrorKind
+from crawler.fetcher import ACCEPT, Fetcher, FetchOutcome, _ProxyRules, parse_retry_after
+
+URL = "http://example.test/page"
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+SETTINGS = FetchSettings(
+    retries=3, backoff_base_s=0.5, backoff_max_s=10.0, max_retry_after_s=60.0, max_redirects=5
+)
+
+_PROXY_VARS = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "requests_ca_bundle",
+    "curl_ca_bundle",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+class Sleeps(list[float]):
+    """An injectable ``sleep`` that records the waits instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def make(sleeps: Sleeps) -> Iterator[Callable[..., Fetcher]]:
+    made: list[Fetcher] = []
+
+    def factory(settings: FetchSettings = SETTINGS, **kwargs: object) -> Fetcher:
+        kwargs.setdefault("sleep", sleeps)
+        kwargs.setdefault("now", lambda: NOW)
+        fetcher = Fetcher(settings, "testbot/1.0", **kwargs)  # type: ignore[arg-type]
+        made.append(fetcher)
+        return fetcher
+
+    yield factory
+    for fetcher in made:
+        fetcher.close()
+
+
+def kinds(outcome: FetchOutcome) -> list[tuple[ErrorKind, int, bool]]:
+    return [(e.kind, e.attempt, e.final) for e in outcome.errors]
+
+
+# -- retries --------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_500_500_200_recovers_with_two_non_final_errors(make, sleeps) -> None:
+    responses.get(URL, status=500)
+    responses.get(URL, status=500)
+    responses.get(URL, body="<p>ok</p>", headers=HTML)
+    outcome = make().fetch(URL)
+    assert outcome.result is not None
+    assert outcome.result.status_code == 200
+    assert outcome.result.body == b"<p>ok</p>"
+    assert kinds(outcome) == [(ErrorKind.HTTP_STATUS, 1, False), (ErrorKind.HTTP_STATUS, 2, False)]
+    assert outcome.errors[0].message == "HTTP 500 Internal Server Error"
+    assert outcome.errors[0].status_code == 500
+    assert not outcome.failed
+    # Backoff: min(max, base·2ⁿ⁻¹) scaled by a jitter in [0.5, 1].
+    assert len(sleeps) == 2
+    assert 0.25 <= sleeps[0] <= 0.5
+    assert 0.5 <= sleeps[1] <= 1.0
+
+
+@responses.activate
+def test_backoff_is_capped(make, sleeps) -> None:
+    for _ in range(4):
+        responses.get(URL, status=502)
+    settings = replace(SETTINGS, backoff_base_s=4.0, backoff_max_s=5.0)
+    make(settings).fetch(URL)
+    assert len(sleeps) == 3
+    assert all(2.0 <= s <= 5.0 for s in sleeps)
+    assert 2.5 <= sleeps[1] <= 5.0
+
+
+@responses.activate
+def test_persistent_503_is_a_final_http_status_with_the_last_response(make, sleeps) -> None:
+    for _ in range(4):
+        responses.get(URL, status=503)
+    outcome = make().fetch(URL)
+    assert len(responses.calls) == 4
+    assert outcome.result is not None
+    assert outcome.result.status_code == 503
+    assert kinds(outcome) == [
+        (ErrorKind.HTTP_STATUS, 1, False),
+        (ErrorKind.HTTP_STATUS, 2, False),
+        (ErrorKind.HTTP_STATUS, 3, False),
+        (ErrorKind.HTTP_STATUS, 4, True),
+    ]
+    assert outcome.failed
+    assert len(sleeps) == 3
+
+
+@responses.activate
+def test_429_retry_after_seconds_is_the_wait(make, sleeps) -> None:
+    responses.get(URL, status=429, headers={"Retry-After": "7"})
+    responses.get(URL, body="ok", headers=HTML)
+    outcome = make().fetch(URL)
+    assert sleeps == [7.0]
+    assert outcome.result is not None
+    assert outcome.result.status_code == 200
+    assert kinds(outcome) == [(ErrorKind.HTTP_STATUS, 1, False)]
+    assert outcome.errors[0].message == "HTTP 429 Too Many Requests"
+
+
+@responses.activate
+def test_retry_after_http_date(make, sleeps) -> None:
+    when = format_datetime(NOW + timedelta(seconds=30), usegmt=True)
+    responses.get(URL, status=503, headers={"Retry-After": when})
+    responses.get(URL, body="ok", headers=HTML)
+    make().fetch(URL)
+    assert sleeps == [30.0]
+
+
+@responses.activate
+def test_retry_after_over_the_cap_is_final_at_once(make, sleeps) -> None:
+    responses.get(URL, status=503, headers={"Retry-After": "120"})
+    outcome = make().fetch(URL)
+    assert len(responses.calls) == 1
+    assert sleeps == []
+    assert outcome.result is not None
+    assert outcome.result.retry_after_s == 120.0
+    assert kinds(outcome) == [(ErrorKind.HTTP_STATUS, 1, True)]
+    assert "max_retry_after_s" in outcome.errors[0].message
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("7", NOW) == 7.0
+    assert parse_retry_after(" 1.5 ", NOW) == 1.5
+    assert parse_retry_after("-3", NOW) is None
+    assert parse_retry_after("soon", NOW) is None
+    past = format_datetime(NOW - timedelta(hours=1), usegmt=True)
+    assert parse_retry_after(past, NOW) == 0.0
+
+
+@responses.activate
+def test_404_is_not_retried_and_not_an_error(make, sleeps) -> None:
+    responses.get(URL, status=404, body="<p>gone</p>", headers=HTML)
+    outcome = make().fetch(URL)
+    assert len(responses.calls) == 1
+    assert outcome.errors == ()
+    assert outcome.result is not None
+    assert outcome.result.status_code == 404
+    assert outcome.result.body is None  # only 2xx bodies are downloaded
+
+
+@responses.activate
+def test_connection_error_is_connect_and_retried(make, sleeps) -> None:
+    responses.get(URL, body=requests.exceptions.ConnectionError("Connection refused"))
+    responses.get(URL, body="ok", headers=HTML)
+    outcome = make().fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.CONNECT, 1, False)]
+    assert outcome.errors[0].message == "ConnectionError: Connection refused"
+    assert outcome.result is not None
+    assert outcome.result.status_code == 200
+
+
+@responses.activate
+def test_dns_failure_is_dns_and_final_at_once(make, sleeps) -> None:
+    gai = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    exc = requests.exceptions.ConnectionError(gai)
+    responses.get(URL, body=exc)
+    outcome = make().fetch(URL)
+    assert len(responses.calls) == 1
+    assert kinds(outcome) == [(ErrorKind.DNS, 1, True)]
+    assert outcome.result is None
+
+
+@responses.activate
+def test_temporary_dns_failure_is_retried(make, sleeps) -> None:
+    gai = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    responses.get(URL, body=requests.exceptions.ConnectionError(gai))
+    responses.get(URL, body="ok", headers=HTML)
+    outcome = make().fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.DNS, 1, False)]
+    assert outcome.result is not None
+
+
+@responses.activate
+def test_timeouts_are_timeout_and_retried(make, sleeps) -> None:
+    responses.get(URL, body=requests.exceptions.ConnectTimeout("connect timed out"))
+    responses.get(URL, body=requests.exceptions.ReadTimeout("read timed out"))
+    responses.get(URL, body=requests.exceptions.ReadTimeout("read timed out"))
+    responses.get(URL, body=requests.exceptions.ReadTimeout("read timed out"))
+    outcome = make().fetch(URL)
+    assert kinds(outcome) == [
+        (ErrorKind.TIMEOUT, 1, False),
+        (ErrorKind.TIMEOUT, 2, False),
+        (ErrorKind.TIMEOUT, 3, False),
+        (ErrorKind.TIMEOUT, 4, True),
+    ]
+    assert outcome.result is None
+
+
+@responses.activate
+def test_tls_error_is_not_retried(make, sleeps) -> None:
+    responses.get(URL, body=requests.exceptions.SSLError("certificate verify failed"))
+    outcome = make().fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.TLS, 1, True)]
+
+
+@responses.activate
+def test_should_stop_stops_retries(make, sleeps) -> None:
+    for _ in range(4):
+        responses.get(URL, status=500)
+    stop = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        stop.set()  # shutdown arrives during the first backoff
+
+    outcome = make(sleep=sleep, should_stop=stop.is_set).fetch(URL)
+    assert len(responses.calls) == 1
+    assert kinds(outcome) == [(ErrorKind.HTTP_STATUS, 1, True)]
+
+
+@responses.activate
+def test_should_stop_before_a_retry(make, sleeps) -> None:
+    responses.get(URL, status=500)
+    outcome = make(should_stop=lambda: True).fetch(URL)
+    assert len(responses.calls) == 1
+    assert sleeps == []
+    assert kinds(outcome) == [(ErrorKind.HTTP_STATUS, 1, True)]
+
+
+@responses.activate
+def test_keyboard_interrupt_escapes(make) -> None:
+    def interrupt(request: object) -> tuple[int, dict[str, str], bytes]:
+        raise KeyboardInterrupt
+
+    responses.add_callback(responses.GET, URL, callback=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        make().fetch(URL)
+
+
+@responses.activate
+def test_unexpected_exception_is_other_and_final(make, sleeps) -> None:
+    responses.get(URL, body=ValueError("boom"))
+    outcome = make().fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.OTHER, 1, True)]
+    assert outcome.errors[0].message == "ValueError: boom"
+    assert outcome.errors[0].at == NOW
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+
+@responses.activate
+def test_credentials_never_in_messages(make, sleeps) -> None:
+    secret_url = "http://alice:s3cret@example.test/page"
+    exc = requests.exceptions.ConnectionError(f"cannot reach {secret_url}")
+    responses.get(secret_url, body=exc)
+    responses.get(secret_url, status=301, headers={"Location": "http://bob:hunter2@example.test/a"})
+    # A relative Location keeps the base's userinfo (WHATWG), so the loop is on bob's URL.
+    responses.get("http://bob:hunter2@example.test/a", status=302, headers={"Location": "/a"})
+    outcome = make(replace(SETTINGS, retries=1)).fetch(secret_url)
+    assert [e.kind for e in outcome.errors] == [ErrorKind.CONNECT, ErrorKind.REDIRECT]
+    assert "loop" in outcome.errors[1].message
+    for error in outcome.errors:
+        assert "s3cret" not in error.message
+        assert "hunter2" not in error.message
+        assert "alice" not in error.message
+    assert "***@" in outcome.errors[0].message
+
+
+# -- redirects ------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_redirect_chain_of_three(make) -> None:
+    responses.get(URL, status=301, headers={"Location": "http://example.test/a"})
+    responses.get("http://example.test/a", status=302, headers={"Location": "/b"})
+    responses.get("http://example.test/b", status=307, headers={"Location": "https://other.test/c"})
+    responses.get("https://other.test/c", body="<p>c</p>", headers=HTML)
+    outcome = make().fetch(URL)
+    result = outcome.result
+    assert result is not None
+    assert outcome.errors == ()
+    assert result.url == URL
+    assert result.final_url == "https://other.test/c"
+    assert result.redirects == 3
+    assert result.redirect_chain == (URL, "http://example.test/a", "http://example.test/b")
+    assert result.body == b"<p>c</p>"
+
+
+@responses.activate
+def test_relative_location_resolved_per_whatwg(make) -> None:
+    responses.get("http://example.test/x/y", status=303, headers={"Location": "../z?q=1#frag"})
+    responses.get("http://example.test/z?q=1", body="ok", headers=HTML)
+    result = make().fetch("http://example.test/x/y").result
+    assert result is not None
+    assert result.final_url == "http://example.test/z?q=1"
+    assert result.redirects == 1
+
+
+@responses.activate
+def test_3xx_without_location_is_a_plain_response(make) -> None:
+    responses.get(URL, status=302)
+    outcome = make().fetch(URL)
+    assert outcome.errors == ()
+    assert outcome.result is not None
+    assert outcome.result.status_code == 302
+
+
+@responses.activate
+def test_redirect_loop(make, sleeps) -> None:
+    responses.get(URL, status=301, headers={"Location": "/other"})
+    responses.get("http://example.test/other", status=301, headers={"Location": "/page"})
+    outcome = make().fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.REDIRECT, 1, True)]
+    assert outcome.errors[0].message.startswith("RedirectError: redirect loop: ")
+    assert outcome.errors[0].status_code == 301
+    assert len(responses.calls) == 2
+    assert outcome.result is not None
+    assert outcome.result.status_code == 301
+    assert outcome.result.final_url == "http://example.test/other"
+
+
+@responses.activate
+def test_too_many_redirects(make, sleeps) -> None:
+    for i in range(10):
+        responses.get(f"http://example.test/{i}", status=302, headers={"Location": f"/{i + 1}"})
+    outcome = make(replace(SETTINGS, max_redirects=3)).fetch("http://example.test/0")
+    assert kinds(outcome) == [(ErrorKind.REDIRECT, 1, True)]
+    assert "more than 3 redirects" in outcome.errors[0].message
+    assert len(responses.calls) == 4
+    assert outcome.result is not None
+    assert outcome.result.redirects == 3
+
+
+@pytest.mark.parametrize(
+    "location", ["ftp://example.test/file", "file:///etc/passwd", "javascript:alert(1)"]
+)
+@responses.activate
+def test_redirect_to_other_schemes_is_refused(make, sleeps, location: str) -> None:
+    responses.get(URL, status=302, headers={"Location": location})
+    outcome = make().fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.REDIRECT, 1, True)]
+    assert "refused" in outcome.errors[0].message
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_redirect_filter_hook(make, sleeps) -> None:
+    responses.get(URL, status=302, headers={"Location": "http://blocked.test/"})
+    fetcher = make(redirect_filter=lambda url: "out of scope" if "blocked" in url else None)
+    outcome = fetcher.fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.REDIRECT, 1, True)]
+    assert outcome.errors[0].message == "RedirectError: redirect refused: out of scope"
+
+
+# -- conditional GET, content types, size ---------------------------------------------------
+
+
+@responses.activate
+def test_304_with_validators_sent(make) -> None:
+    responses.get(URL, status=304, headers={"ETag": '"v2"'})
+    outcome = make().fetch(URL, etag='"v1"', last_modified="Wed, 01 Jan 2025 00:00:00 GMT")
+    sent = responses.calls[0].request.headers
+    assert sent["If-None-Match"] == '"v1"'
+    assert sent["If-Modified-Since"] == "Wed, 01 Jan 2025 00:00:00 GMT"
+    result = outcome.result
+    assert result is not None
+    assert result.not_modified
+    assert result.body is None
+    assert result.etag == '"v2"'
+    assert outcome.errors == ()
+
+
+@responses.activate
+def test_default_headers_and_validators_stored(make) -> None:
+    headers = {**HTML, "ETag": 'W/"abc"', "Last-Modified": "Tue, 31 Dec 2024 00:00:00 GMT"}
+    responses.get(URL, body="<p>x</p>", headers=headers)
+    result = make().fetch(URL).result
+    sent = responses.calls[0].request.headers
+    assert sent["User-Agent"] == "testbot/1.0"
+    assert sent["Accept"] == ACCEPT
+    assert sent["Accept-Encoding"] == "gzip, deflate"
+    assert "If-None-Match" not in sent
+    assert result is not None
+    assert result.etag == 'W/"abc"'
+    assert result.last_modified == "Tue, 31 Dec 2024 00:00:00 GMT"
+    assert result.content_type == "text/html"
+    assert result.charset == "utf-8"
+    assert result.content_length == 8
+    assert result.fetched_at == NOW
+    assert not result.not_modified
+
+
+@responses.activate
+def test_non_html_is_not_downloaded(make) -> None:
+    responses.get(
+        URL,
+        body=b"\x89PNG" + b"\0" * 996,
+        headers={"Content-Type": "Image/PNG; q=1", "Content-Length": "1000"},
+    )
+    outcome = make().fetch(URL)
+    result = outcome.result
+    assert result is not None
+    assert result.body is None
+    assert result.content_type == "image/png"
+    assert result.content_length == 1000  # from the header
+    assert outcome.errors == ()
+
+
+@responses.activate
+def test_missing_content_type_is_treated_as_html(make) -> None:
+    responses.get(URL, body=b"<p>no type</p>", content_type=None)
+    result = make().fetch(URL).result
+    assert result is not None
+    assert result.content_type is None
+    assert result.body == b"<p>no type</p>"
+
+
+@responses.activate
+def test_xhtml_is_downloaded(make) -> None:
+    responses.get(
+        URL, body=b"<html/>", headers={"Content-Type": 'application/xhtml+xml;charset="latin-1"'}
+    )
+    result = make().fetch(URL).result
+    assert result is not None
+    assert result.body == b"<html/>"
+    assert result.charset == "latin-1"
+
+
+@responses.activate
+def test_body_over_cap_is_too_large_and_not_retried(make, sleeps) -> None:
+    responses.get(URL, body=b"x" * 300_000, headers=HTML)
+    outcome = make(replace(SETTINGS, max_body_bytes=100_000)).fetch(URL)
+    assert len(responses.calls) == 1
+    assert kinds(outcome) == [(ErrorKind.TOO_LARGE, 1, True)]
+    result = outcome.result
+    assert result is not None
+    assert result.status_code == 200
+    assert result.body is None
+    assert result.content_length is not None
+    assert 100_000 < result.content_length <= 100_000 + 64 * 1024
+
+
+@responses.activate
+def test_body_exactly_at_cap_is_kept(make) -> None:
+    responses.get(URL, body=b"x" * 1000, headers=HTML)
+    outcome = make(replace(SETTINGS, max_body_bytes=1000)).fetch(URL)
+    assert outcome.result is not None
+    assert outcome.result.body == b"x" * 1000
+    assert outcome.errors == ()
+
+
+@responses.activate
+def test_gzip_body_is_decoded(make) -> None:
+    page = b"<p>" + b"hello " * 1000 + b"</p>"
+    responses.get(URL, body=gzip.compress(page), headers={**HTML, "Content-Encoding": "gzip"})
+    result = make().fetch(URL).result
+    assert result is not None
+    assert result.body == page
+    assert result.content_length == len(page)
+
+
+@responses.activate
+def test_gzip_bomb_is_cut_by_decoded_size(make) -> None:
+    bomb = gzip.compress(b"\0" * 50_000_000, compresslevel=9)  # about 50 KB on the wire
+    assert len(bomb) < 100_000
+    responses.get(URL, body=bomb, headers={**HTML, "Content-Encoding": "gzip"})
+    outcome = make(replace(SETTINGS, max_body_bytes=1_000_000)).fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.TOO_LARGE, 1, True)]
+    assert outcome.result is not None
+    assert outcome.result.content_length is not None
+    assert 1_000_000 < outcome.result.content_length <= 1_000_000 + 64 * 1024
+
+
+@responses.activate
+def test_broken_gzip_is_content_and_not_retried(make, sleeps) -> None:
+    responses.get(URL, body=b"not gzip at all", headers={**HTML, "Content-Encoding": "gzip"})
+    outcome = make().fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.CONTENT, 1, True)]
+    assert outcome.result is None
+
+
+# -- sessions and proxies -------------------------------------------------------------------
+
+
+@responses.activate
+def test_one_session_per_thread_all_closed(make) -> None:
+    responses.get(URL, body="ok", headers=HTML)
+    fetcher = make()
+    results: list[FetchOutcome] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(fetcher.fetch(URL))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    fetcher.fetch(URL)
+    fetcher.fetch(URL)
+    assert len(fetcher._sessions) == 5
+    assert all(s.trust_env is False for s in fetcher._sessions)
+    assert all(r.result is not None and r.result.body == b"ok" for r in results)
+    fetcher.close()
+    assert fetcher._sessions == []
+
+
+def test_proxy_rules() -> None:
+    rules = _ProxyRules(
+        {
+            "http": "http://proxy:3128",
+            "https": "http://proxy:3128",
+            "no": "localhost, .corp.test,10.0.0.0/8,a.test:8080",
+        }
+    )
+    proxied = {"http": "http://proxy:3128", "https": "http://proxy:3128"}
+    assert rules.for_url("http://example.com/") == proxied
+    assert rules.for_url("http://localhost:8000/") is None
+    assert rules.for_url("https://x.corp.test/") is None
+    assert rules.for_url("https://corp.test/") is None
+    assert rules.for_url("https://notcorp.test/") == proxied
+    assert rules.for_url("http://10.1.2.3/") is None
+    assert rules.for_url("http://11.1.2.3/") == proxied
+    assert rules.for_url("http://a.test:8080/") is None
+    assert rules.for_url("http://a.test/") == proxied
+    assert _ProxyRules({"http": "http://p:1", "no": "*"}).for_url("http://x/") is None
+    assert _ProxyRules({}).for_url("http://x/") is None
+
+
+def test_proxy_env_is_read_once_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("http_proxy", "http://proxy.test:3128")
+    monkeypatch.setenv("no_proxy", "internal.test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp-ca.pem")
+    fetcher = Fetcher(SETTINGS, "bot")
+    monkeypatch.delenv("http_proxy")
+    assert fetcher._verify == "/etc/corp-ca.pem"
+    assert fetcher._proxy.for_url("http://example.com/") == {"http": "http://proxy.test:3128"}
+    assert fetcher._proxy.for_url("http://internal.test/") is None
+    fetcher.close()
+
+
+# -- a real server on 127.0.0.1 -------------------------------------------------------------
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    connections: set[int]  # set per server class below
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.connections.add(id(self.connection))
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/drip":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            for _ in range(100):
+                try:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.2)
+        elif self.path == "/short":
+            self._send(200, b"only ten b", {"Content-Type": "text/html", "Content-Length": "1000"})
+            self.close_connection = True
+        elif self.path == "/page":
+            self._send(200, b"x" * 10_240, {"Content-Type": "text/html", "Content-Length": "10240"})
+        elif self.path == "/moved":
+            self._send(301, b"moved", {"Location": "/page", "Content-Length": "5"})
+        else:
+            self._send(404, b"<p>nope</p>", {"Content-Type": "text/html", "Content-Length": "11"})
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, set[int]]]:
+    connections: set[int] = set()
+    handler = type("Handler", (_Handler,), {"connections": connections})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", connections
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.mark.timeout(10)
+def test_drip_server_is_cut_at_the_deadline(make, server) -> None:
+    base, _ = server
+    settings = replace(SETTINGS, total_timeout_s=1.0, read_timeout_s=5.0, retries=0)
+    started = time.monotonic()
+    outcome = make(settings).fetch(f"{base}/drip")
+    took = time.monotonic() - started
+    assert kinds(outcome) == [(ErrorKind.TIMEOUT, 1, True)]
+    assert "deadline" in outcome.errors[0].message
+    assert 0.9 <= took < 1.5
+
+
+@pytest.mark.timeout(10)
+def test_connection_refused_is_connect(make, sleeps) -> None:
+    with socket.socket() as sock:  # a port nobody listens on once this socket is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    outcome = make(replace(SETTINGS, retries=1)).fetch(f"http://127.0.0.1:{port}/")
+    assert kinds(outcome) == [(ErrorKind.CONNECT, 1, False), (ErrorKind.CONNECT, 2, True)]
+    assert len(sleeps) == 1
+    assert outcome.result is None
+
+
+@pytest.mark.timeout(10)
+def test_body_shorter_than_content_length_is_content_and_retried(make, server, sleeps) -> None:
+    """A transfer cut short is kind ``content`` (urllib3's ProtocolError), retried as transient."""
+    base, _ = server
+    outcome = make(replace(SETTINGS, retries=1)).fetch(f"{base}/short")
+    assert kinds(outcome) == [(ErrorKind.CONTENT, 1, False), (ErrorKind.CONTENT, 2, True)]
+    assert "IncompleteRead" in outcome.errors[0].message
+    assert outcome.result is None
+
+
+@pytest.mark.timeout(10)
+def test_keep_alive_survives_redirects_and_errors(make, server) -> None:
+    base, connections = server
+    fetcher = make()
+    page = fetcher.fetch(f"{base}/page").result
+    moved = fetcher.fetch(f"{base}/moved").result
+    missing = fetcher.fetch(f"{base}/missing").result
+    assert page is not None
+    assert page.body == b"x" * 10_240
+    assert moved is not None
+    assert moved.final_url == f"{base}/page"
+    assert moved.elapsed_ms >= 0
+    assert missing is not None
+    assert missing.status_code == 404
+    assert len(connections) == 1
