@@ -12,6 +12,7 @@ On the way out, URLs claimed but never started are given back to the frontier.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -185,10 +186,8 @@ class Engine:
         unstarted += self._frontier.drain()
         pending = self._frontier.pending_claim
         if pending is not None:
-            try:
+            with contextlib.suppress(Exception):  # a failed claim claimed nothing
                 unstarted += pending.result()
-            except Exception:  # the claim failed: nothing was claimed
-                pass
             self._frontier.pending_claim = None
         if unstarted and self._writer.error is None:
             ids = [t.url_id for t in unstarted]

@@ -24,6 +24,7 @@ and a ``Timeout``; ``SSLError`` is a ``ConnectionError`` too.
 from __future__ import annotations
 
 import enum
+import http
 import socket
 
 import requests
@@ -121,9 +122,15 @@ def classify(exc: BaseException) -> ErrorKind:
     """
     if isinstance(exc, FetchError):
         return exc.kind
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
         return ErrorKind.TLS
-    if isinstance(exc, requests.exceptions.Timeout | socket.timeout | TimeoutError):
+    if isinstance(
+        exc,
+        requests.exceptions.Timeout
+        | urllib3.exceptions.TimeoutError  # raised bare while streaming a body
+        | socket.timeout
+        | TimeoutError,
+    ):
         return ErrorKind.TIMEOUT
     if isinstance(exc, requests.exceptions.TooManyRedirects | requests.exceptions.InvalidSchema):
         return ErrorKind.REDIRECT
@@ -147,3 +154,12 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
+
+
+def http_status_message(status: int, reason: str | None = None) -> str:
+    """``HTTP 404 Not Found``: the message of an ``http_status`` error row."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = reason or ""
+    return f"HTTP {status} {phrase}".rstrip()

@@ -19,7 +19,7 @@ Decisions:
   the connection can be reused); ``content_length`` then comes from the header.
 * **Size cap.** Counted in *decoded* bytes, read in 64 KiB steps with urllib3's bounded
   decompression, so a gzip bomb never inflates past ``max_body_bytes`` + 64 KiB.
-* **Deadline.** ``total_timeout_s`` covers one attempt, all redirect hops and the body. It is
+* **Deadline.** ``total_timeout`` covers one attempt, all redirect hops and the body. It is
   checked after every chunk, and near the deadline the socket timeout is lowered to what is left.
   *Limit*: a server that drips the status line and headers cannot be cut by requests; it is
   bounded only by ``read_timeout_s`` per byte.
@@ -37,7 +37,6 @@ Decisions:
 
 from __future__ import annotations
 
-import http
 import ipaddress
 import logging
 import os
@@ -218,11 +217,6 @@ def _dns_is_temporary(exc: BaseException) -> bool:
 
 def _classify(exc: BaseException) -> tuple[ErrorKind, bool]:
     """The kind of a failed attempt, and whether it is worth another attempt."""
-    # Read straight from urllib3 while streaming the body, these are not requests' exceptions.
-    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-        return ErrorKind.TIMEOUT, True
-    if isinstance(exc, urllib3.exceptions.SSLError):
-        return ErrorKind.TLS, False
     kind = errors.classify(exc)
     if kind is ErrorKind.CONTENT:
         # A transfer cut short (reset, IncompleteRead) is transient; a body that will not
@@ -234,14 +228,6 @@ def _classify(exc: BaseException) -> tuple[ErrorKind, bool]:
     if kind is ErrorKind.DNS:
         return kind, _dns_is_temporary(exc)
     return kind, kind in (ErrorKind.CONNECT, ErrorKind.TIMEOUT)
-
-
-def _status_message(status: int, reason: str | None) -> str:
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = reason or ""
-    return f"HTTP {status} {phrase}".rstrip()
 
 
 def _media_type(header: str | None) -> tuple[str | None, str | None]:
@@ -403,7 +389,7 @@ class Fetcher:
     def _attempt(self, url: str, headers: dict[str, str] | None, number: int) -> _Attempt:
         """One attempt: every redirect hop and the body, under one deadline. Never raises."""
         start = self._monotonic()
-        deadline = start + self._settings.total_timeout_s
+        deadline = start + self._settings.total_timeout
         chain: list[str] = []
         seen: set[str] | None = None
         current = url
@@ -458,7 +444,7 @@ class Fetcher:
         """
         remaining = deadline - self._monotonic()
         if remaining <= 0:
-            raise DeadlineError(f"total deadline of {self._settings.total_timeout_s:g}s passed")
+            raise DeadlineError(f"total deadline of {self._settings.total_timeout:g}s passed")
         if not url[:8].lower().startswith(("http://", "https://")):
             raise errors.FetchError(f"not an http(s) URL: {mask_userinfo(url)[:200]}")
         request = requests.PreparedRequest()
@@ -526,7 +512,7 @@ class Fetcher:
         result = self._result(url, final_url, response, chain, start, None)
         if status not in RETRY_STATUSES:
             return _Attempt(number, result)
-        message = _status_message(status, response.reason)
+        message = errors.http_status_message(status, response.reason)
         retry_after = result.retry_after_s
         retryable = True
         if retry_after is not None and retry_after > self._settings.max_retry_after_s:
@@ -579,8 +565,7 @@ class Fetcher:
 
     def _deadline_error(self, size: int) -> DeadlineError:
         return DeadlineError(
-            f"total deadline of {self._settings.total_timeout_s:g}s passed"
-            f" after {size} bytes of body"
+            f"total deadline of {self._settings.total_timeout:g}s passed after {size} bytes of body"
         )
 
     def _discard(self, response: requests.Response) -> None:

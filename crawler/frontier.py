@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from crawler.config import PolitenessSettings
 from crawler.records import FetchTask
 
-ClaimFn = Callable[[int, Collection[int]], "Future[list[FetchTask]]"]
-"""Start a claim of up to N URLs, excluding some host ids; the future yields the tasks."""
+ClaimFn = Callable[[int, Collection[int], int], "Future[list[FetchTask]]"]
+"""Start a claim of up to N URLs, excluding some host ids, at most M per host; the future
+yields the tasks."""
 
 
 @dataclass(slots=True)
@@ -55,14 +56,17 @@ class Frontier:
         politeness: PolitenessSettings,
         claim: ClaimFn,
         *,
-        buffer_size: int = 512,
-        per_host_buffer: int = 32,
+        buffer_size: int = 4096,
+        per_host_buffer: int = 8,
+        min_claim_interval_s: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._politeness = politeness
         self._claim = claim
         self._buffer_size = buffer_size
         self._per_host_buffer = per_host_buffer
+        self._min_claim_interval_s = min_claim_interval_s
+        self._last_claim_at = float("-inf")
         self._clock = clock
         self._slots: dict[int, Slot] = {}
         self._heap: list[tuple[float, int, int]] = []  # (ready_at, tiebreak, host_id)
@@ -83,30 +87,46 @@ class Frontier:
         self._generation += 1
 
     def _poll_claim(self) -> None:
-        fut = self.pending_claim
-        if fut is not None and fut.done():
-            self.pending_claim = None
-            exc = fut.exception()
-            if exc is not None:
-                self.claim_error = exc
-                return
-            tasks = fut.result()
-            self._prune()
-            if not tasks:
-                self._empty_generation = self._claim_generation
-            for task in tasks:
-                self._add(task)
+        """Absorb a finished claim; start a new one when the buffer runs low, or when no
+        buffered host is ready (the buffer may hold only hosts that must wait: fetch others)."""
+        self._absorb()
         if (
-            self.pending_claim is None
-            and self.claim_error is None
-            and self._buffered < self._buffer_size // 2
-            and self._empty_generation != self._generation
+            self.pending_claim is not None
+            or self.claim_error is not None
+            or self._empty_generation == self._generation
+            or self._buffered >= self._buffer_size
         ):
-            self._claim_generation = self._generation
-            full = [
-                s.host_id for s in self._slots.values() if len(s.queue) >= self._per_host_buffer
-            ]
-            self.pending_claim = self._claim(self._buffer_size - self._buffered, full)
+            return
+        now = self._clock()
+        low = self._buffered < self._buffer_size // 2
+        idle = not self._heap or self._heap[0][0] > now
+        if not (low or idle):
+            return
+        if self._buffered and now - self._last_claim_at < self._min_claim_interval_s:
+            return  # many hosts all waiting: claim at a bounded rate, not once per loop
+        self._last_claim_at = now
+        self._claim_generation = self._generation
+        full = [s.host_id for s in self._slots.values() if len(s.queue) >= self._per_host_buffer]
+        self.pending_claim = self._claim(
+            min(self._buffer_size - self._buffered, 1024), full, self._per_host_buffer
+        )
+        self._absorb()  # a claim may answer at once
+
+    def _absorb(self) -> None:
+        fut = self.pending_claim
+        if fut is None or not fut.done():
+            return
+        self.pending_claim = None
+        exc = fut.exception()
+        if exc is not None:
+            self.claim_error = exc
+            return
+        tasks = fut.result()
+        self._prune()
+        if not tasks:
+            self._empty_generation = self._claim_generation
+        for task in tasks:
+            self._add(task)
 
     def _slot(self, task: FetchTask) -> Slot:
         slot = self._slots.get(task.host_id)

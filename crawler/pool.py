@@ -82,7 +82,7 @@ class StreamingPool(Generic[T, R]):
         return out
 
     def cancel_pending(self) -> list[T]:
-        """Cancel every task that has not started; return their items (for the caller to requeue)."""
+        """Cancel the tasks that have not started; return their items for the caller to requeue."""
         cancelled = [f for f in self._pending if f.cancel()]
         return [self._pending.pop(f) for f in cancelled]
 

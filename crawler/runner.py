@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -75,7 +76,9 @@ def run_crawl(
     writer = Writer(engine, config.store).start()
     fetcher: Fetcher | None = None
     try:
-        requeued = writer.run(partial(sql.recover, now=utc_now(), all_leases=is_sqlite(config.store.db)))
+        requeued = writer.run(
+            partial(sql.recover, now=utc_now(), all_leases=is_sqlite(config.store.db))
+        )
         if requeued:
             log.info("requeued %d URLs left fetching by an earlier run", requeued)
         n_seeds = 0
@@ -99,7 +102,9 @@ def run_crawl(
             include=config.scope.include,
             exclude=config.scope.exclude,
         )
-        fetcher = Fetcher(config.fetch, config.crawl.user_agent, sleep=stop.wait, should_stop=stop.is_set)
+        fetcher = Fetcher(
+            config.fetch, config.crawl.user_agent, sleep=stop.wait, should_stop=stop.is_set
+        )
         worker = PageWorker(
             fetcher.fetch,
             LinkPolicy(
@@ -109,23 +114,20 @@ def run_crawl(
                 strip_tracking=config.scope.strip_tracking,
                 follow_nofollow=config.scope.follow_nofollow,
             ),
-            interval_s=config.schedule.default_interval_s,
+            interval_s=config.schedule.default_interval,
             now=utc_now,
         )
 
-        def claim(n: int, exclude: object) -> object:
+        def claim(n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
             def job(conn: Connection) -> list[FetchTask]:
-                return sql.claim(conn, n, exclude, lease_deadline(utc_now(), LEASE_S))  # type: ignore[arg-type]
+                lease = lease_deadline(utc_now(), LEASE_S)
+                return sql.claim(conn, n, exclude, lease, per_host=per_host)
 
             return writer.call(job)
 
         workers = config.crawl.workers
         max_in_flight = config.crawl.max_in_flight or 2 * workers
-        frontier = Frontier(
-            config.politeness,
-            claim,  # type: ignore[arg-type]
-            buffer_size=max(256, 4 * max_in_flight),
-        )
+        frontier = Frontier(config.politeness, claim)
         pool: StreamingPool[FetchTask, PageResult] = StreamingPool(
             worker, workers=workers, max_in_flight=max_in_flight, thread_name_prefix="fetch"
         )

@@ -62,7 +62,7 @@ class HostCache:
                 rows = conn.execute(
                     select(hosts_t.c.host, hosts_t.c.id).where(hosts_t.c.host.in_(chunk))
                 )
-                self._ids.update({h: i for h, i in rows})
+                self._ids.update((h, i) for h, i in rows)
         return {h: self._ids[h] for h in wanted}
 
 
@@ -126,18 +126,37 @@ def seed_hosts(conn: Connection) -> frozenset[str]:
 
 
 def claim(
-    conn: Connection, limit: int, exclude_hosts: Collection[int], lease_until: dt.datetime
+    conn: Connection,
+    limit: int,
+    exclude_hosts: Collection[int],
+    lease_until: dt.datetime,
+    *,
+    per_host: int = 8,
 ) -> list[FetchTask]:
-    """Mark up to ``limit`` queued URLs ``fetching`` under a lease, in hand-out order."""
-    pick = (
-        select(urls_t.c.id)
+    """Mark up to ``limit`` queued URLs ``fetching`` under a lease, in hand-out order, taking at
+    most ``per_host`` from any one host so one big host cannot fill the buffer and starve the
+    others. Only the first ``4 * limit`` candidates in hand-out order are looked at, so a claim
+    costs the same however large the frontier is."""
+    candidates = (
+        select(urls_t.c.id, urls_t.c.host_id, urls_t.c.priority, urls_t.c.depth)
         .where(urls_t.c.state == URLState.QUEUED)
         .order_by(urls_t.c.priority.desc(), urls_t.c.depth, urls_t.c.id)
-        .limit(limit)
+        .limit(4 * limit)
         .with_for_update(skip_locked=True)
     )
     if exclude_hosts:
-        pick = pick.where(urls_t.c.host_id.not_in(list(exclude_hosts)))
+        candidates = candidates.where(urls_t.c.host_id.not_in(list(exclude_hosts)))
+    cand = candidates.subquery("cand")
+    ranked = select(
+        cand.c.id,
+        func.row_number()
+        .over(
+            partition_by=cand.c.host_id,
+            order_by=(cand.c.priority.desc(), cand.c.depth, cand.c.id),
+        )
+        .label("rn"),
+    ).subquery("ranked")
+    pick = select(ranked.c.id).where(ranked.c.rn <= per_host).limit(limit)
     stmt = (
         update(urls_t)
         .where(urls_t.c.id.in_(pick.scalar_subquery()))
@@ -147,6 +166,7 @@ def claim(
             urls_t.c.url,
             urls_t.c.host_id,
             urls_t.c.depth,
+            urls_t.c.priority,
             urls_t.c.etag,
             urls_t.c.last_modified,
             urls_t.c.content_hash,
@@ -174,7 +194,8 @@ def claim(
         for r in rows
     ]
     # RETURNING gives rows in no promised order: restore hand-out order.
-    tasks.sort(key=lambda t: (t.depth, t.url_id))
+    order = {r.id: (-r.priority, r.depth, r.id) for r in rows}
+    tasks.sort(key=lambda t: order[t.url_id])
     return tasks
 
 

@@ -14,26 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from crawler import errors
-from crawler.errors import ErrorKind
+from crawler.errors import ErrorKind, http_status_message
 from crawler.fetcher import FetchOutcome
-from crawler.parser import is_html, parse_html
+from crawler.parser import HTML_TYPES, parse_html
 from crawler.records import ErrorRecord, FetchTask, NewLink, PageResult, ParsedPage, URLState
 from crawler.urls import Scope, host_key
 
 log = logging.getLogger(__name__)
-
-_HTTP_REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    410: "Gone",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +74,10 @@ class PageWorker:
             )
         final_error = any(e.final for e in errs)
         if r.status_code >= 400 and not final_error:
-            reason = _HTTP_REASONS.get(r.status_code, "")
             errs.append(
                 ErrorRecord(
                     ErrorKind.HTTP_STATUS,
-                    f"HTTP {r.status_code} {reason}".strip(),
+                    http_status_message(r.status_code),
                     len(errs) + 1,
                     True,
                     r.fetched_at,
@@ -103,22 +89,23 @@ class PageWorker:
 
         parsed: ParsedPage | None = None
         new_links: tuple[NewLink, ...] = ()
-        if not final_error and r.body is not None and 200 <= r.status_code < 300:
-            if is_html(r.content_type):
-                try:
-                    parsed = parse_html(
-                        r.body,
-                        r.final_url,
-                        charset=r.charset,
-                        sort_query=self._links.sort_query,
-                        strip_tracking=self._links.strip_tracking,
-                    )
-                except Exception as exc:
-                    errs.append(
-                        ErrorRecord(ErrorKind.PARSE, errors.describe(exc), len(errs) + 1, True, now)
-                    )
-                else:
-                    new_links = self._follow(task, parsed)
+        # The fetcher downloads a body only for 2xx HTML (or an untyped body, which browsers
+        # sniff and which is nearly always HTML).
+        if not final_error and r.body is not None and r.content_type in (None, *HTML_TYPES):
+            try:
+                parsed = parse_html(
+                    r.body,
+                    r.final_url,
+                    charset=r.charset,
+                    sort_query=self._links.sort_query,
+                    strip_tracking=self._links.strip_tracking,
+                )
+            except Exception as exc:
+                errs.append(
+                    ErrorRecord(ErrorKind.PARSE, errors.describe(exc), len(errs) + 1, True, now)
+                )
+            else:
+                new_links = self._follow(task, parsed)
 
         changed: bool | None
         if r.not_modified:

@@ -8,8 +8,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    false,
-    text,
     Boolean,
     CheckConstraint,
     Float,
@@ -18,6 +16,8 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -216,7 +216,8 @@ class Error(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     """1 for the first attempt, 2 for the first retry, ..."""
     kind: Mapped[str] = mapped_column(String(16))
-    """dns, connect, timeout, tls, http_status, too_large, redirect, robots, content, parse, other."""
+    """One of ERROR_KINDS: dns, connect, timeout, tls, http_status, too_large, redirect, robots,
+    content, parse, other."""
     status_code: Mapped[int | None] = mapped_column(Integer)
     """The HTTP status, for http_status errors."""
     message: Mapped[str] = mapped_column(Text)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FAST = {
     "crawl": {"workers": 8},
     "politeness": {"delay": 0.0, "per_host_concurrency": 8, "obey_robots": False},
-    "fetch": {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "total_timeout_s": 10.0},
+    "fetch": {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "total_timeout": 10.0},
     "store": {"batch_ms": 50},
 }
 
@@ -51,14 +51,20 @@ def write_seeds(path: Path, urls: Iterable[str]) -> Path:
     return path
 
 
-def crawl(tmp: Path, seeds: Sequence[str], *extra: str, settings: dict[str, Any] | None = None) -> int:
-    """Run ``crawler crawl`` in-process with FAST settings (plus ``settings``); return the exit code."""
+def crawl(
+    tmp: Path, seeds: Sequence[str], *extra: str, settings: dict[str, Any] | None = None
+) -> int:
+    """Run ``crawler crawl`` in-process with FAST settings plus ``settings``; return its status."""
     seed_file = write_seeds(tmp / "seed.txt", seeds)
     cfg = write_settings(tmp / "settings.toml", FAST, settings or {})
-    return main(["crawl", str(seed_file), "--db", str(tmp / "crawl.db"), "--config", str(cfg), "-q", *extra])
+    return main(
+        ["crawl", str(seed_file), "--db", str(tmp / "crawl.db"), "--config", str(cfg), "-q", *extra]
+    )
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m crawler`` as a real subprocess (exit codes, stderr, signals)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     full_env.update(env or {})

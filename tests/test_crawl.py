@@ -32,11 +32,12 @@ def test_crawl_generated_site_exactly(site_server, tmp_path: Path) -> None:
     h0 = hosts[0]
     missing = gen.add_linked("/gone.html", NotFound(), from_path="/p/4.html")
     flaky = gen.add_linked(
-        "/flaky.html", FailThenSucceed(2, Page("<title>Flaky</title><a href='/p/1.html'>x</a>")),
+        "/flaky.html",
+        FailThenSucceed(2, Page("<title>Flaky</title><a href='/p/1.html'>x</a>")),
         from_path="/",
     )
     srv.site.add("/r2", Redirect("/r3"), host=h0)
-    srv.site.add("/r3", Redirect("http://%s:%d/p/3.html" % (h0, srv.port)), host=h0)
+    srv.site.add("/r3", Redirect(f"http://{h0}:{srv.port}/p/3.html"), host=h0)
     chain = gen.add_linked("/r1", Redirect("r2"), from_path="/p/0.html")
     pdf = gen.add_linked("/doc.pdf", Binary(5000, "application/pdf"), from_path="/p/2.html")
     big = gen.add_linked("/big.html", Oversized(300_000), from_path="/p/5.html")
@@ -52,7 +53,9 @@ def test_crawl_generated_site_exactly(site_server, tmp_path: Path) -> None:
     db = tmp_path / "crawl.db"
     assert code == 0
 
-    fetched = {u for (u,) in query(db, "select u.url from fetches f join urls u on u.id = f.url_id")}
+    fetched = {
+        u for (u,) in query(db, "select u.url from fetches f join urls u on u.id = f.url_id")
+    }
     assert fetched == gen.expected_urls
     # Each URL fetched exactly once.
     dupes = query(db, "select url_id, count(*) from fetches group by url_id having count(*) > 1")
@@ -88,9 +91,9 @@ def test_crawl_generated_site_exactly(site_server, tmp_path: Path) -> None:
     assert query(db, "select count(*) from urls where state in ('queued', 'fetching')") == [(0,)]
 
     # The redirect chain is one fetch of /r1 with its final URL and hop count.
-    assert query(db, "select final_url, redirects, status_code from pages where url = ?", chain) == [
-        (f"http://{h0}:{srv.port}/p/3.html", 3, 200)
-    ]
+    assert query(
+        db, "select final_url, redirects, status_code from pages where url = ?", chain
+    ) == [(f"http://{h0}:{srv.port}/p/3.html", 3, 200)]
     # The non-HTML file is recorded, not parsed.
     assert query(db, "select content_type, title from pages where url = ?", pdf) == [
         ("application/pdf", None)
@@ -112,9 +115,7 @@ def test_crawl_generated_site_exactly(site_server, tmp_path: Path) -> None:
     # fetch ended on /p/3.html, has the links of that page.
     p3 = f"http://{h0}:{srv.port}/p/3.html"
     expected_links = (
-        gen.links
-        | {(flaky, gen.url("/p/1.html"))}
-        | {(chain, d) for s, d in gen.links if s == p3}
+        gen.links | {(flaky, gen.url("/p/1.html"))} | {(chain, d) for s, d in gen.links if s == p3}
     )
     assert {(s, d) for s, d, nf in links if not nf} == expected_links
     assert {(s, d) for s, d, nf in links if nf} == gen.nofollow_links
@@ -181,13 +182,17 @@ def test_max_pages_and_max_depth(site_server, tmp_path: Path) -> None:
     db = tmp_path / "crawl.db"
     assert query(db, "select count(*) from fetches") == [(10,)]
     # Breadth-first: the root is among them; nothing is left claimed.
-    assert query(db, "select count(*) from fetches f join urls u on u.id=f.url_id where depth=0") == [(1,)]
+    assert query(
+        db, "select count(*) from fetches f join urls u on u.id=f.url_id where depth=0"
+    ) == [(1,)]
     assert query(db, "select count(*) from urls where state = 'fetching'") == [(0,)]
 
     other = tmp_path / "depth"
     other.mkdir()
     assert crawl(other, gen.root_urls, "--max-depth", "1") == 0
-    depths = query(other / "crawl.db", "select max(u.depth) from fetches f join urls u on u.id = f.url_id")
+    depths = query(
+        other / "crawl.db", "select max(u.depth) from fetches f join urls u on u.id = f.url_id"
+    )
     assert depths == [(1,)]
 
 
@@ -214,5 +219,7 @@ def test_settings_written_to_crawl_row(site_server, tmp_path: Path) -> None:
     write_seeds(tmp_path / "s.txt", [srv.url("/")])
     write_settings(tmp_path / "c.toml", FAST)
     assert crawl(tmp_path, [srv.url("/")], "--workers", "3") == 0
-    [(settings,)] = query(tmp_path / "crawl.db", "select json_extract(settings, '$.crawl.workers') from crawls")
+    [(settings,)] = query(
+        tmp_path / "crawl.db", "select json_extract(settings, '$.crawl.workers') from crawls"
+    )
     assert settings == 3

@@ -95,6 +95,9 @@ def test_log_records_host_path_headers_timing_and_keep_alive(
     assert r2.headers["Content-Length"] == "5"
     assert r2.content == b""
 
+    deadline = time.monotonic() + 2  # the server logs a request just after sending its response
+    while len(srv.log) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     log = srv.log
     assert [(r.method, r.path, r.status, r.host) for r in log] == [
         ("GET", "/q?a=1", 200, "127.0.0.1"),

@@ -106,7 +106,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_urls")),
         sa.UniqueConstraint("url", name=op.f("uq_urls_url")),
     )
-    op.create_index("ix_urls_frontier", "urls", ["state", sa.literal_column("priority DESC"), "depth", "id"], unique=False)
+    op.create_index(
+        "ix_urls_frontier",
+        "urls",
+        ["state", sa.literal_column("priority DESC"), "depth", "id"],
+        unique=False,
+    )
     op.create_index("ix_urls_host_id_state", "urls", ["host_id", "state"], unique=False)
     op.create_index("ix_urls_next_fetch_at", "urls", ["next_fetch_at"], unique=False)
     op.create_table(
@@ -121,7 +126,8 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("final", sa.Boolean(), nullable=False),
         sa.CheckConstraint(
-            "kind IN ('dns', 'connect', 'timeout', 'tls', 'http_status', 'too_large', 'redirect', 'robots', 'content', 'parse', 'other')",
+            "kind IN ('dns', 'connect', 'timeout', 'tls', 'http_status', 'too_large', "
+            "'redirect', 'robots', 'content', 'parse', 'other')",
             name=op.f("ck_errors_kind"),
         ),
         sa.ForeignKeyConstraint(
