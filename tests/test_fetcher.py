@@ -640,7 +640,7 @@ def server() -> Iterator[tuple[str, set[int]]]:
 @pytest.mark.timeout(10)
 def test_drip_server_is_cut_at_the_deadline(make, server) -> None:
     base, _ = server
-    settings = replace(SETTINGS, total_timeout_s=1.0, read_timeout_s=5.0, retries=0)
+    settings = replace(SETTINGS, total_timeout=1.0, read_timeout_s=5.0, retries=0)
     started = time.monotonic()
     outcome = make(settings).fetch(f"{base}/drip")
     took = time.monotonic() - started
