@@ -91,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(crawl)
 
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
-    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
+    db_sub = db.add_subparsers(
+        dest="db_command", metavar="ACTION", parser_class=_Parser, required=True
+    )
     upgrade = db_sub.add_parser(
         "upgrade",
         help="create or migrate the schema to the latest version",
@@ -134,7 +136,7 @@ def _config(args: argparse.Namespace) -> Config:
             "max_time_s": args.max_time,
             "user_agent": args.user_agent,
         }
-        overrides["fetch"] = {"total_timeout_s": args.timeout}
+        overrides["fetch"] = {"total_timeout": args.timeout}
     return load_config(path, overrides=overrides)
 
 
@@ -167,7 +169,7 @@ def _cmd_crawl(args: argparse.Namespace, config: Config) -> int:
         config,
         args.seed_file,
         stop=signals.stop,
-        on_seed_problem=lambda p: sys.stderr.write(f"{args.seed_file}:{p}\n"),
+        on_seed_problem=lambda p: print(p, file=sys.stderr),  # str(p) is "FILE:LINE: why: text"
     )
     print(format_summary(outcome, db=config.store.db))
     if outcome.status is CrawlStatus.INTERRUPTED:

@@ -73,8 +73,9 @@ class FetchSettings:
     """Seconds to establish a connection."""
     read_timeout_s: float = 30.0
     """Seconds to wait for any single read from the socket."""
-    total_timeout_s: float = 60.0
-    """Seconds one request may take in all, body included (a drip-feeding server is cut off)."""
+    total_timeout: float = 60.0
+    """Seconds one request may take in all, body included (a drip-feeding server is cut off).
+    Named as the issues name it; in seconds."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Decoded bytes of body kept; a larger body is cut, recorded as too_large and not parsed."""
     max_redirects: int = 10
@@ -105,7 +106,7 @@ class StoreSettings:
 class ScheduleSettings:
     policy: str = "fixed"
     """How the next fetch of a page is scheduled: "fixed" or "adaptive"."""
-    default_interval_s: float = 86400.0
+    default_interval: float = 86400.0
     """Seconds from one fetch of a page to the next, for recrawls."""
 
 
@@ -140,7 +141,7 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("politeness", "per_host_concurrency"): (lambda v: v >= 1, ">= 1"),
     ("fetch", "connect_timeout_s"): (lambda v: v > 0, "> 0"),
     ("fetch", "read_timeout_s"): (lambda v: v > 0, "> 0"),
-    ("fetch", "total_timeout_s"): (lambda v: v > 0, "> 0"),
+    ("fetch", "total_timeout"): (lambda v: v > 0, "> 0"),
     ("fetch", "max_body_bytes"): (lambda v: v >= 1, ">= 1"),
     ("fetch", "max_redirects"): (lambda v: v >= 0, ">= 0"),
     ("fetch", "retries"): (lambda v: 0 <= v <= 100, "between 0 and 100"),
@@ -152,7 +153,7 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("store", "batch_ms"): (lambda v: v >= 1, ">= 1"),
     ("store", "queue_size"): (lambda v: v >= 1, ">= 1"),
     ("schedule", "policy"): (lambda v: v in ("fixed", "adaptive"), '"fixed" or "adaptive"'),
-    ("schedule", "default_interval_s"): (lambda v: v > 0, "> 0"),
+    ("schedule", "default_interval"): (lambda v: v > 0, "> 0"),
 }
 
 
@@ -162,7 +163,7 @@ def _field_types(section_cls: type[Any]) -> dict[str, Any]:
 
 
 def _type_name(tp: Any) -> str:
-    if tp is tuple[str, ...]:
+    if tp == tuple[str, ...]:
         return "a list of strings"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         tp, str(tp)
@@ -181,7 +182,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         value = float(value) if ok else value
     elif tp is str:
         ok = isinstance(value, str)
-    elif tp is tuple[str, ...]:
+    elif tp == tuple[str, ...]:
         ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
         value = tuple(value) if ok else value
     else:  # pragma: no cover - a new field type without a rule here
@@ -206,7 +207,7 @@ def _parse_env(text: str, tp: Any, where: str) -> Any:
             return int(raw)
         if tp is float:
             return float(raw)
-        if tp is tuple[str, ...]:
+        if tp == tuple[str, ...]:
             if raw.startswith("["):
                 parsed = tomllib.loads(f"v = {raw}")["v"]
                 return _coerce(parsed, tp, where)
@@ -234,15 +235,18 @@ def load_config(
     for section, items in (overrides or {}).items():
         for key, value in items.items():
             if value is not None:
-                values[section][key] = value
-    sections = {}
-    for name, cls in _SECTION_TYPES.items():
-        for key, value in values[name].items():
-            check = _CHECKS.get((name, key))
-            if check is not None and not check[0](value):
-                raise ConfigError(f"[{name}] {key} must be {check[1]}, got {value!r}")
-        sections[name] = cls(**values[name])
+                where = f"command line: [{section}] {key}"
+                values[section][key] = _check_range(section, key, value, where)
+    sections = {name: cls(**values[name]) for name, cls in _SECTION_TYPES.items()}
     return Config(**sections)
+
+
+def _check_range(section: str, key: str, value: Any, where: str) -> Any:
+    """Checked where the value is read, so the error names its file, variable or flag."""
+    check = _CHECKS.get((section, key))
+    if check is not None and not check[0](value):
+        raise ConfigError(f"{where} must be {check[1]}, got {value!r}")
+    return value
 
 
 def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> None:
@@ -270,7 +274,10 @@ def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> None:
         for key, value in table.items():
             if key not in types_:
                 raise ConfigError(f"{path}: unknown key '{key}' in [{section}]")
-            values[section][key] = _coerce(value, types_[key], f"{path}: [{section}] {key}")
+            where = f"{path}: [{section}] {key}"
+            values[section][key] = _check_range(
+                section, key, _coerce(value, types_[key], where), where
+            )
 
 
 def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
@@ -288,7 +295,10 @@ def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
         types_ = _field_types(cls)
         if key not in types_:
             raise ConfigError(f"environment variable {var}: unknown key '{key}' in [{section}]")
-        values[section][key] = _parse_env(text, types_[key], f"environment variable {var}")
+        where = f"environment variable {var}"
+        values[section][key] = _check_range(
+            section, key, _parse_env(text, types_[key], where), where
+        )
 
 
 def as_dict(config: Config) -> dict[str, Any]:

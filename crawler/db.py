@@ -21,6 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
 
 from crawler.errors import DatabaseError
 from models import metadata
@@ -114,9 +115,17 @@ def head_revision() -> str:
 def _check_ours(engine: Engine) -> None:
     """Refuse databases we would damage: foreign tables, or a revision we do not know."""
     script = ScriptDirectory.from_config(_alembic_config())
-    with engine.connect() as conn:
-        tables = set(inspect(conn).get_table_names())
-        current = MigrationContext.configure(conn).get_current_revision()
+    # Look at a SQLite file through a plain connection: the engine's connect hook switches it to
+    # WAL, which rewrites the header of a file we may be about to refuse.
+    sqlite = engine.dialect.name == "sqlite"
+    probe = create_engine(engine.url, poolclass=NullPool) if sqlite else engine
+    try:
+        with probe.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            current = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        if probe is not engine:
+            probe.dispose()
     if current is None:
         ours = set(metadata.tables) | {"alembic_version"}
         foreign = tables - ours - {"sqlite_sequence"}

@@ -1,0 +1,389 @@
+"""Settings: settings.toml equals the code's defaults, precedence, and errors that say where."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.config import Config, load_config
+from crawler.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_TOML = ROOT / "settings.toml"
+
+
+def _normalized(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _normalized(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_normalized(v) for v in value]
+    return value
+
+
+def _write(tmp_path: Path, text: str, name: str = "settings.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- settings.toml
+
+
+def test_settings_toml_equals_defaults_in_code() -> None:
+    with SETTINGS_TOML.open("rb") as f:
+        documented = tomllib.load(f)
+    defaults = _normalized(dataclasses.asdict(Config()))
+    assert list(documented) == list(defaults), "sections differ (or are in another order)"
+    for section, values in defaults.items():
+        assert set(documented[section]) == set(values), f"keys of [{section}] differ"
+        for key, value in values.items():
+            got = documented[section][key]
+            assert got == value, f"[{section}] {key}: settings.toml has {got!r}, code has {value!r}"
+            assert type(got) is type(value), f"[{section}] {key}: {type(got)} vs {type(value)}"
+
+
+def test_settings_toml_loads_as_a_config_file() -> None:
+    assert load_config(SETTINGS_TOML, env={}) == Config()
+
+
+def test_every_setting_has_a_comment_line_directly_above_it() -> None:
+    lines = SETTINGS_TOML.read_text(encoding="utf-8").splitlines()
+    undocumented = []
+    seen = set()
+    section = ""
+    for i, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith("[") and text.endswith("]"):
+            section = text[1:-1]
+        elif text and not text.startswith("#"):
+            key = text.split("=", 1)[0].strip()
+            seen.add((section, key))
+            above = lines[i - 1].strip() if i else ""
+            if not (above.startswith("#") and len(above.lstrip("# ")) > 0):
+                undocumented.append(f"[{section}] {key}")
+    assert undocumented == []
+    expected = {(s, k) for s, values in dataclasses.asdict(Config()).items() for k in values}
+    assert seen == expected
+
+
+# --------------------------------------------------------------------------- precedence
+
+
+def test_defaults_without_file_or_env() -> None:
+    assert load_config(None, env={}) == Config()
+
+
+def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "[crawl]\nworkers = 3\nmax_pages = 10\nmax_depth = 4\n[politeness]\ndelay = 2\n",
+    )
+    env = {"CRAWLER_CRAWL_WORKERS": "5", "CRAWLER_CRAWL_MAX_PAGES": "20", "HOME": "/x"}
+    overrides = {"crawl": {"workers": 7, "max_depth": None}}
+    config = load_config(path, env=env, overrides=overrides)
+    assert config.crawl.workers == 7  # flag > env > file
+    assert config.crawl.max_pages == 20  # env > file
+    assert config.crawl.max_depth == 4  # file > default; a None flag means "not given"
+    assert config.politeness.delay == 2.0  # an int in the file is accepted for a float
+    assert isinstance(config.politeness.delay, float)
+    assert config.crawl.user_agent == Config().crawl.user_agent  # untouched default
+    assert config.fetch == Config().fetch
+
+
+def test_env_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRAWLER_CRAWL_WORKERS", "9")
+    assert load_config(None).crawl.workers == 9
+    assert load_config(None, env={}).crawl.workers == 16
+
+
+def test_config_is_frozen() -> None:
+    config = load_config(None, env={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.crawl.workers = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("var", "text", "section", "key", "expected"),
+    [
+        ("CRAWLER_POLITENESS_OBEY_ROBOTS", "false", "politeness", "obey_robots", False),
+        ("CRAWLER_POLITENESS_OBEY_ROBOTS", "0", "politeness", "obey_robots", False),
+        ("CRAWLER_POLITENESS_OBEY_ROBOTS", "No", "politeness", "obey_robots", False),
+        ("CRAWLER_POLITENESS_OBEY_ROBOTS", "off", "politeness", "obey_robots", False),
+        ("CRAWLER_SCOPE_FOLLOW_EXTERNAL", "TRUE", "scope", "follow_external", True),
+        ("CRAWLER_SCOPE_FOLLOW_EXTERNAL", "1", "scope", "follow_external", True),
+        ("CRAWLER_SCOPE_FOLLOW_EXTERNAL", " yes ", "scope", "follow_external", True),
+        ("CRAWLER_SCOPE_FOLLOW_EXTERNAL", "on", "scope", "follow_external", True),
+        ("CRAWLER_CRAWL_WORKERS", " 8 ", "crawl", "workers", 8),
+        ("CRAWLER_CRAWL_MAX_PAGES", "0", "crawl", "max_pages", 0),
+        ("CRAWLER_POLITENESS_DELAY", "0.25", "politeness", "delay", 0.25),
+        ("CRAWLER_POLITENESS_DELAY", "3", "politeness", "delay", 3.0),
+        ("CRAWLER_FETCH_TOTAL_TIMEOUT", "1e1", "fetch", "total_timeout", 10.0),
+        (
+            "CRAWLER_CRAWL_USER_AGENT",
+            "bot/1 (+https://x.test)",
+            "crawl",
+            "user_agent",
+            "bot/1 (+https://x.test)",
+        ),
+        (
+            "CRAWLER_STORE_DB",
+            "postgresql+psycopg://u@h/db",
+            "store",
+            "db",
+            "postgresql+psycopg://u@h/db",
+        ),
+        (
+            "CRAWLER_SCOPE_ALLOWED_DOMAINS",
+            "a.test, b.test,,",
+            "scope",
+            "allowed_domains",
+            ("a.test", "b.test"),
+        ),
+        ("CRAWLER_SCOPE_EXCLUDE", '["\\\\.pdf$", "a,b"]', "scope", "exclude", (r"\.pdf$", "a,b")),
+        ("CRAWLER_SCOPE_INCLUDE", "", "scope", "include", ()),
+        ("CRAWLER_SCHEDULE_POLICY", "adaptive", "schedule", "policy", "adaptive"),
+    ],
+)
+def test_env_values_are_parsed_by_type(
+    var: str, text: str, section: str, key: str, expected: Any
+) -> None:
+    config = load_config(None, env={var: text})
+    value = getattr(getattr(config, section), key)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_env_ignores_other_variables() -> None:
+    env = {"PATH": "/bin", "CRAWLER": "x", "crawler_crawl_workers": "abc", "XCRAWLER_CRAWL_W": "1"}
+    assert load_config(None, env=env) == Config()
+
+
+def test_file_values_of_every_type(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[scope]\nallowed_domains = ["a.test"]\nfollow_external = true\n'
+        '[crawl]\nuser_agent = "bot"\nmax_time_s = 5\n',
+    )
+    config = load_config(path, env={})
+    assert config.scope.allowed_domains == ("a.test",)
+    assert config.scope.follow_external is True
+    assert config.crawl.user_agent == "bot"
+    assert config.crawl.max_time_s == 5.0
+
+
+# --------------------------------------------------------------------------- file errors
+
+
+def _error(path: Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env=env or {}, overrides=overrides or None)
+    message = str(info.value)
+    assert "\n" not in message, "one line"
+    return message
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[crawling]\nworkers = 2\n")
+    message = _error(path)
+    assert "crawling" in message
+    assert str(path) in message
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[crawl]\nworkerz = 2\n")
+    message = _error(path)
+    assert "workerz" in message
+    assert "[crawl]" in message
+    assert str(path) in message
+
+
+def test_top_level_key_is_an_unknown_section(tmp_path: Path) -> None:
+    path = _write(tmp_path, "workers = 2\n")
+    message = _error(path)
+    assert "workers" in message
+    assert str(path) in message
+
+
+def test_section_that_is_not_a_table(tmp_path: Path) -> None:
+    path = _write(tmp_path, "crawl = 2\n")
+    message = _error(path)
+    assert "crawl" in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "shown"),
+    [
+        ('[crawl]\nworkers = "8"\n', "workers", "'8'"),
+        ("[crawl]\nworkers = true\n", "workers", "True"),
+        ("[crawl]\nworkers = 2.5\n", "workers", "2.5"),
+        ("[crawl]\nworkers = 8.0\n", "workers", "8.0"),
+        ('[politeness]\ndelay = "1"\n', "delay", "'1'"),
+        ("[politeness]\ndelay = false\n", "delay", "False"),
+        ('[politeness]\nobey_robots = "false"\n', "obey_robots", "'false'"),
+        ("[politeness]\nobey_robots = 0\n", "obey_robots", "0"),
+        ("[crawl]\nuser_agent = 5\n", "user_agent", "5"),
+        ('[scope]\nallowed_domains = ["a.test", 1]\n', "allowed_domains", "1"),
+        ('[scope]\nallowed_domains = "a.test"\n', "allowed_domains", "'a.test'"),
+        ('[scope]\nexclude = [["x"]]\n', "exclude", "x"),
+    ],
+)
+def test_wrong_type_in_file(tmp_path: Path, toml: str, key: str, shown: str) -> None:
+    path = _write(tmp_path, toml)
+    message = _error(path)
+    assert key in message
+    assert str(path) in message
+    assert "expected" in message
+    assert shown in message
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ("[crawl]\nworkers = -1\n", "workers"),
+        ("[crawl]\nworkers = 0\n", "workers"),
+        ("[crawl]\nmax_pages = -5\n", "max_pages"),
+        ("[politeness]\ndelay = -0.1\n", "delay"),
+        ("[politeness]\ndelay = nan\n", "delay"),
+        ("[politeness]\nper_host_concurrency = 0\n", "per_host_concurrency"),
+        ('[schedule]\npolicy = "sometimes"\n', "policy"),
+        ("[fetch]\ntotal_timeout = 0\n", "total_timeout"),
+        ("[fetch]\nretries = -1\n", "retries"),
+        ('[crawl]\nuser_agent = "  "\n', "user_agent"),
+        ('[store]\ndb = ""\n', "db"),
+    ],
+)
+def test_out_of_range_in_file_names_key_and_file(tmp_path: Path, toml: str, key: str) -> None:
+    path = _write(tmp_path, toml)
+    message = _error(path)
+    assert key in message
+    assert str(path) in message
+    assert "must be" in message
+
+
+def test_policy_error_lists_the_choices(tmp_path: Path) -> None:
+    message = _error(_write(tmp_path, '[schedule]\npolicy = "Fixed"\n'))
+    assert '"fixed" or "adaptive"' in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    message = _error(path)
+    assert str(path) in message
+    assert "not found" in message
+
+
+def test_directory_as_file(tmp_path: Path) -> None:
+    message = _error(tmp_path)
+    assert str(tmp_path) in message
+    assert "directory" in message
+
+
+def test_path_through_a_file_is_unreadable(tmp_path: Path) -> None:
+    path = _write(tmp_path, "") / "settings.toml"  # its "directory" is a file
+    message = _error(path)
+    assert str(path) in message
+    assert "cannot read" in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[crawl]\n")
+    path.chmod(0)
+    try:
+        message = _error(path)
+    finally:
+        path.chmod(0o600)
+    assert str(path) in message
+    assert "cannot read" in message
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[crawl]\nworkers = = 3\n")
+    message = _error(path)
+    assert str(path) in message
+    assert "not valid TOML" in message
+    assert "line 2" in message
+
+
+def test_duplicate_key_is_invalid_toml(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[crawl]\nworkers = 3\nworkers = 4\n")
+    assert "not valid TOML" in _error(path)
+
+
+def test_invalid_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_bytes(b'[crawl]\nuser_agent = "caf\xe9"\n')
+    message = _error(path)
+    assert str(path) in message
+    assert "UTF-8" in message
+
+
+def test_empty_file_means_defaults(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, ""), env={}) == Config()
+
+
+# --------------------------------------------------------------------------- env errors
+
+
+@pytest.mark.parametrize(
+    "var",
+    ["CRAWLER_CRAWLING_WORKERS", "CRAWLER_CRAWL", "CRAWLER_", "CRAWLER_CRAWL_", "CRAWLER_WORKERS"],
+)
+def test_env_unknown_section(var: str) -> None:
+    message = _error(env={var: "1"})
+    assert var in message
+    assert "CRAWLER_<SECTION>_<KEY>" in message
+
+
+def test_env_unknown_key() -> None:
+    message = _error(env={"CRAWLER_CRAWL_WORKERZ": "1"})
+    assert "CRAWLER_CRAWL_WORKERZ" in message
+    assert "workerz" in message
+
+
+@pytest.mark.parametrize(
+    ("var", "text"),
+    [
+        ("CRAWLER_CRAWL_WORKERS", "abc"),
+        ("CRAWLER_CRAWL_WORKERS", "2.5"),
+        ("CRAWLER_CRAWL_WORKERS", "true"),
+        ("CRAWLER_CRAWL_WORKERS", ""),
+        ("CRAWLER_POLITENESS_DELAY", "fast"),
+        ("CRAWLER_POLITENESS_OBEY_ROBOTS", "maybe"),
+        ("CRAWLER_POLITENESS_OBEY_ROBOTS", ""),
+        ("CRAWLER_SCOPE_EXCLUDE", "[1, 2]"),
+        ("CRAWLER_SCOPE_EXCLUDE", '["unclosed"'),
+    ],
+)
+def test_env_unparsable_value(var: str, text: str) -> None:
+    message = _error(env={var: text})
+    assert var in message
+    assert text in message
+    assert "expected" in message
+
+
+@pytest.mark.parametrize(
+    ("var", "text"),
+    [
+        ("CRAWLER_CRAWL_WORKERS", "-1"),
+        ("CRAWLER_POLITENESS_DELAY", "-1"),
+        ("CRAWLER_SCHEDULE_POLICY", "never"),
+    ],
+)
+def test_env_out_of_range_names_the_variable(var: str, text: str) -> None:
+    message = _error(env={var: text})
+    assert var in message
+    assert "must be" in message
+
+
+def test_flag_out_of_range_names_the_key() -> None:
+    message = _error(crawl={"workers": -1})
+    assert "workers" in message
+    assert "must be" in message
+    assert "-1" in message
