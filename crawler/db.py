@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
@@ -65,9 +65,16 @@ def _check_sqlite_file(path: Path) -> None:
         raise DatabaseError(f"cannot create database '{path}': no such directory '{path.parent}'")
 
 
+def _on_sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
 def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     # WAL lets users query while the writer commits; NORMAL is durable across process crashes
     # (not power loss) in WAL mode, which is the trade every embedded crawler makes.
+    # The driver's own transaction handling skips DDL (a failed migration would leave half a
+    # schema behind): turn it off, and let the "begin" listener emit BEGIN for every transaction.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA journal_mode = WAL")
@@ -89,6 +96,7 @@ def make_engine(db: str) -> Engine:
                 connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
             )
             event.listen(engine, "connect", _on_sqlite_connect)
+            event.listen(engine, "begin", _on_sqlite_begin)
             return engine
         return create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError) as exc:

@@ -116,7 +116,8 @@ def _caused_by_dns(exc: BaseException) -> bool:
 def classify(exc: BaseException) -> ErrorKind:
     """Map an exception from one fetch attempt to its public ``ErrorKind``.
 
-    Order matters: TLS before connect (``SSLError`` is a ``ConnectionError``), timeouts before
+    Order matters: TLS before connect (``SSLError`` is a ``ConnectionError``), a bare urllib3
+    ``NewConnectionError`` before timeouts (it subclasses ``ConnectTimeoutError``), timeouts before
     connect (``ConnectTimeout`` is both), DNS inside connect (a failed lookup surfaces as a
     ``ConnectionError`` whose cause is ``socket.gaierror``).
     """
@@ -124,6 +125,9 @@ def classify(exc: BaseException) -> ErrorKind:
         return exc.kind
     if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
         return ErrorKind.TLS
+    if isinstance(exc, urllib3.exceptions.NewConnectionError | socket.gaierror):
+        # urllib3's NewConnectionError (NameResolutionError too) subclasses ConnectTimeoutError.
+        return ErrorKind.DNS if _caused_by_dns(exc) else ErrorKind.CONNECT
     if isinstance(
         exc,
         requests.exceptions.Timeout

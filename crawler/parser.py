@@ -13,6 +13,7 @@ sees do not count as changes: comments, ``<script>``, ``<style>``, ``<noscript>`
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 import warnings
@@ -27,6 +28,7 @@ from crawler.urls import resolve, resolve_link
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _INVISIBLE = frozenset({"script", "style", "noscript", "template", "head", "title"})
 _WS = re.compile(r"\s+")
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE)
 
 warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
 
@@ -62,13 +64,18 @@ def _meta_robots(soup: BeautifulSoup) -> set[str]:
 
 
 def _visible_text(soup: BeautifulSoup) -> Iterable[str]:
+    # Strings anywhere inside an invisible element, not only its direct children: lxml parses
+    # ``<noscript><p>...</p></noscript>`` into elements.
+    hidden: set[int] = set()
+    for tag in soup.find_all(_INVISIBLE):
+        if id(tag) not in hidden:  # nested inside one already seen: walk each subtree once
+            hidden.update(id(node) for node in tag.descendants)
     for node in soup.find_all(string=True):
         if isinstance(node, Comment) or not isinstance(node, NavigableString):
             continue
         if type(node) is not NavigableString:  # CData, Doctype, ProcessingInstruction, ...
             continue
-        parent = node.parent
-        if parent is not None and parent.name in _INVISIBLE:
+        if id(node) in hidden:
             continue
         yield str(node)
 
@@ -94,6 +101,8 @@ def parse_html(
     ``charset`` is the one the ``Content-Type`` header declared; per the HTML standard it wins
     over ``<meta charset>`` (a byte-order mark wins over both).
     """
+    if body.startswith(_BOMS):
+        charset = None  # bs4 would let from_encoding override the BOM
     soup = BeautifulSoup(body, "lxml", from_encoding=charset)
 
     title_tag = soup.find("title")

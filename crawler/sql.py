@@ -312,16 +312,19 @@ def store_results(
             ],
         )
         ids = url_ids(conn, targets.keys())
+        # One row per pair: PostgreSQL refuses to upsert the same row twice in one statement.
+        pairs = {
+            (res.task.url_id, ids[link.url]): link.nofollow for res in results for link in res.links
+        }
         link_rows = [
             {
-                "src_url_id": res.task.url_id,
-                "dst_url_id": ids[link.url],
-                "nofollow": link.nofollow,
+                "src_url_id": src,
+                "dst_url_id": dst,
+                "nofollow": nofollow,
                 "first_seen_at": now,
                 "last_seen_at": now,
             }
-            for res in results
-            for link in res.links
+            for (src, dst), nofollow in pairs.items()
         ]
         ins = _insert(conn, links_t)
         conn.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 
+from crawler.db import is_sqlite
 from crawler.records import CrawlStatus
 from crawler.runner import CrawlOutcome
 
@@ -19,7 +20,8 @@ def _size(n: int) -> str:
 
 def format_summary(outcome: CrawlOutcome, *, db: str) -> str:
     s = outcome.stats
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(s.errors_by_kind.items(), key=lambda kv: -kv[1]))
+    by_count = sorted(s.errors_by_kind.items(), key=lambda kv: -kv[1])
+    kinds = ", ".join(f"{k} {n}" for k, n in by_count)
     lines = [
         f"crawl {outcome.crawl_id} {outcome.status.value}"
         + (f" ({outcome.stop_reason})" if outcome.stop_reason else ""),
@@ -34,5 +36,7 @@ def format_summary(outcome: CrawlOutcome, *, db: str) -> str:
         outcome.queued_left > 0 and outcome.status is CrawlStatus.FINISHED
     ):
         lines.append(f"  resume:  run the same command again (database {shlex.quote(db)})")
-    lines.append(f"  results: sqlite3 {shlex.quote(db)} 'select url, status_code, title from pages'")
+    if is_sqlite(db):
+        query = "'select url, status_code, title from pages'"
+        lines.append(f"  results: sqlite3 {shlex.quote(db)} {query}")
     return "\n".join(lines)

@@ -123,7 +123,14 @@ class Writer:
         pending: list[PageResult] = []
         deadline = 0.0
         batch_s = self._settings.batch_ms / 1000
-        with self._engine.connect() as conn:
+        try:
+            conn = self._engine.connect()
+        except Exception as exc:
+            log.error("writer: cannot connect to the database: %s", exc)
+            self.error = exc
+            self._drain_failed()
+            return
+        with conn:
             while True:
                 timeout = max(0.0, deadline - time.monotonic()) if pending else None
                 try:
@@ -143,16 +150,24 @@ class Writer:
                 if not pending:
                     deadline = time.monotonic() + batch_s
                 pending.append(item)
-                if len(pending) >= self._settings.batch_rows:
+                # Under steady load the queue never empties: the age check keeps batch_ms a bound.
+                if len(pending) >= self._settings.batch_rows or time.monotonic() >= deadline:
                     self._flush(conn, pending)
+
+    def _drain_failed(self) -> None:
+        """After a fatal error: fail every job and drop every result until told to stop."""
+        while (item := self._queue.get()) is not _STOP:
+            if isinstance(item, _Job):
+                self._run_job(None, item)  # error is set: this fails the job
 
     def _flush(self, conn: Connection, pending: list[PageResult]) -> None:
         if not pending or self.error is not None:
             pending.clear()
             return
-        if self.crawl_id is None:
-            raise RuntimeError("results put before the writer was given a crawl_id")
         try:
+            # Inside the try: an exception escaping the thread would leave producers blocked.
+            if self.crawl_id is None:
+                raise RuntimeError("results put before the writer was given a crawl_id")
             with conn.begin():
                 sql.store_results(conn, self.crawl_id, pending, self._now(), self.hosts)
             self.batches += 1
@@ -163,8 +178,8 @@ class Writer:
         finally:
             pending.clear()
 
-    def _run_job(self, conn: Connection, job: _Job) -> None:
-        if self.error is not None:
+    def _run_job(self, conn: Connection | None, job: _Job) -> None:
+        if self.error is not None or conn is None:
             job.future.set_exception(WriterFailed(f"the database writer failed: {self.error}"))
             return
         if not job.future.set_running_or_notify_cancel():

@@ -56,8 +56,9 @@ class Crawl(Base):
     started_at: Mapped[dt.datetime]
     """When the run started (UTC)."""
     finished_at: Mapped[dt.datetime | None]
-    """When it ended; NULL while running, or when the process died (then status stays running
-    until the next run on this database marks it interrupted)."""
+    """When it ended; NULL while running, or when the process died or its database writer
+    failed (then status stays running until the next run on this SQLite database marks it
+    interrupted)."""
     status: Mapped[str] = mapped_column(String(16))
     """running, finished, interrupted or failed."""
     seed_file: Mapped[str | None] = mapped_column(Text)
@@ -71,7 +72,7 @@ class Crawl(Base):
     bytes_fetched: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     """Decoded body bytes downloaded by this run."""
     pid: Mapped[int | None] = mapped_column(Integer)
-    """Process id of the run, so a later run can tell a dead one from a live one."""
+    """Process id of the run, for telling which process ran it."""
     hostname: Mapped[str | None] = mapped_column(String(255))
     """Machine the run ran on."""
 
@@ -106,7 +107,7 @@ class Url(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(Text, unique=True)
-    """The canonical URL (see docs/urls.md); the dedup key."""
+    """The canonical URL (see docs/schema.md); the dedup key."""
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
     """The URL's origin in ``hosts``."""
     depth: Mapped[int] = mapped_column(Integer)
@@ -116,7 +117,8 @@ class Url(Base):
     state: Mapped[str] = mapped_column(String(16))
     """queued, fetching, done, failed, blocked, gone, or excluded (out of scope: never fetched)."""
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    """Higher is fetched first, before depth order (sitemaps, user rules)."""
+    """Higher is fetched first, before depth order; 0 for every URL until sitemaps and user
+    rules set it."""
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     """Fetches of this URL that completed or failed for good, over all runs."""
     first_seen_at: Mapped[dt.datetime]
@@ -191,9 +193,9 @@ class Link(Base):
     nofollow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """The link carries rel=nofollow."""
     first_seen_at: Mapped[dt.datetime]
-    """First fetch of the source page that had the link."""
+    """When the link was first stored (the batch of the first fetch that found it)."""
     last_seen_at: Mapped[dt.datetime]
-    """Latest fetch of the source page that had the link."""
+    """When the link was last stored (the batch of the latest fetch that found it)."""
 
 
 class Error(Base):
@@ -219,9 +221,10 @@ class Error(Base):
     """One of ERROR_KINDS: dns, connect, timeout, tls, http_status, too_large, redirect, robots,
     content, parse, other."""
     status_code: Mapped[int | None] = mapped_column(Integer)
-    """The HTTP status, for http_status errors."""
+    """The HTTP status of the response the attempt ended with, if any (the 3xx of a redirect
+    error, the 200 of a too_large body)."""
     message: Mapped[str] = mapped_column(Text)
-    """What went wrong, in one line (credentials masked)."""
+    """What went wrong, in one line; URL credentials in fetch errors are masked."""
     final: Mapped[bool] = mapped_column(Boolean)
     """True when no retry followed this attempt."""
 
