@@ -22,7 +22,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from crawler import errors, sql
-from crawler.errors import ErrorKind
 from crawler.frontier import Frontier
 from crawler.pool import StreamingPool
 from crawler.records import CrawlStatus, ErrorRecord, FetchTask, PageResult, URLState
@@ -161,8 +160,9 @@ class Engine:
 
     def _consume(self, done: list[tuple[FetchTask, PageResult | BaseException]]) -> None:
         for task, outcome in done:
-            if isinstance(outcome, BaseException):  # PageWorker catches everything; belt and braces
-                err = ErrorRecord(ErrorKind.OTHER, errors.describe(outcome), 1, True, utc_now())
+            if isinstance(outcome, BaseException):  # a TaskTimeout, or a bug PageWorker missed
+                kind = errors.classify(outcome)
+                err = ErrorRecord(kind, errors.describe(outcome), 1, True, utc_now())
                 result = PageResult(task, URLState.FAILED, errors=(err,))
             else:
                 result = outcome

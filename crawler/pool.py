@@ -5,7 +5,9 @@
 (one slow page holds up every result behind it), and an exception stays hidden until someone reads
 the future. :class:`StreamingPool` keeps at most ``max_in_flight`` futures, hands each result back
 the moment it completes (``wait(FIRST_COMPLETED)``), captures every task's exception as a value,
-and can cancel what has not started. Crawl, recrawl and worker all drive it the same way::
+can cancel what has not started, and gives up on a task that runs past ``task_timeout`` (its
+thread cannot be killed, but the caller gets a :class:`TaskTimeout` and its slot back).
+Crawl, recrawl and worker all drive it the same way::
 
     with StreamingPool(work, workers=8, max_in_flight=16) as pool:
         while ...:
@@ -20,6 +22,7 @@ and can cancel what has not started. Crawl, recrawl and worker all drive it the 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
@@ -27,6 +30,10 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class TaskTimeout(TimeoutError):
+    """A task ran longer than the pool's ``task_timeout``; its late result will be dropped."""
 
 
 class StreamingPool(Generic[T, R]):
@@ -40,6 +47,8 @@ class StreamingPool(Generic[T, R]):
         max_in_flight: int | None = None,
         thread_name_prefix: str = "worker",
         initializer: Callable[[], object] | None = None,
+        task_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -49,6 +58,10 @@ class StreamingPool(Generic[T, R]):
             max_workers=workers, thread_name_prefix=thread_name_prefix, initializer=initializer
         )
         self._pending: dict[Future[R], T] = {}
+        self._started: dict[object, float] = {}
+        self._tokens: dict[Future[R], object] = {}
+        self._task_timeout = task_timeout
+        self._clock = clock
 
     def __len__(self) -> int:
         """Futures submitted and not yet handed back."""
@@ -60,7 +73,19 @@ class StreamingPool(Generic[T, R]):
     def submit(self, item: T) -> None:
         if self.full():
             raise RuntimeError("pool is full: check full() before submit()")
-        self._pending[self._executor.submit(self._fn, item)] = item
+        if self._task_timeout is None:
+            self._pending[self._executor.submit(self._fn, item)] = item
+            return
+        token = object()  # the future does not exist yet when the task may already start
+        started = self._started
+
+        def timed() -> R:
+            started[token] = self._clock()
+            return self._fn(item)
+
+        future = self._executor.submit(timed)
+        self._tokens[future] = token
+        self._pending[future] = item
 
     def completed(
         self, timeout: float | None = None, *, wake: Collection[Future[object]] = ()
@@ -75,15 +100,31 @@ class StreamingPool(Generic[T, R]):
         out: list[tuple[T, R | BaseException]] = []
         for future in [f for f in self._pending if f.done()]:
             item = self._pending.pop(future)
+            self._started.pop(self._tokens.pop(future, None), None)
             if future.cancelled():
                 continue
             exc = future.exception()
             out.append((item, exc if exc is not None else future.result()))
+        if self._task_timeout is not None:
+            out.extend(self._overdue(self._task_timeout))
+        return out
+
+    def _overdue(self, limit: float) -> list[tuple[T, R | BaseException]]:
+        now = self._clock()
+        started = self._started
+        late = [f for f, tok in self._tokens.items() if now - started.get(tok, now) > limit]
+        out: list[tuple[T, R | BaseException]] = []
+        for future in late:
+            started.pop(self._tokens.pop(future), None)
+            item = self._pending.pop(future)
+            out.append((item, TaskTimeout(f"task still running after {limit:g}s; abandoned")))
         return out
 
     def cancel_pending(self) -> list[T]:
         """Cancel the tasks that have not started; return their items for the caller to requeue."""
         cancelled = [f for f in self._pending if f.cancel()]
+        for f in cancelled:
+            self._tokens.pop(f, None)
         return [self._pending.pop(f) for f in cancelled]
 
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:

@@ -49,6 +49,16 @@ class CrawlOutcome:
     seeds: int
 
 
+def task_timeout(config: Config) -> float:
+    """How long one URL may hold a worker before the engine gives up on it: every attempt's
+    total deadline and every backoff wait, plus a margin. Only a fetch stuck where the fetcher's
+    own deadline cannot reach (a server dripping its headers) ever gets there."""
+    f = config.fetch
+    attempts = f.retries + 1
+    waits = f.retries * max(f.backoff_max_s, f.max_retry_after_s)
+    return attempts * f.total_timeout + waits + 30.0
+
+
 def _valid_seeds(path: Path, on_problem: Callable[[SeedProblem], None]) -> Iterator[Seed]:
     for item in read_seed_file(path):
         if isinstance(item, SeedProblem):
@@ -129,7 +139,11 @@ def run_crawl(
         max_in_flight = config.crawl.max_in_flight or 2 * workers
         frontier = Frontier(config.politeness, claim)
         pool: StreamingPool[FetchTask, PageResult] = StreamingPool(
-            worker, workers=workers, max_in_flight=max_in_flight, thread_name_prefix="fetch"
+            worker,
+            workers=workers,
+            max_in_flight=max_in_flight,
+            thread_name_prefix="fetch",
+            task_timeout=task_timeout(config),
         )
         with pool:
             eng = Engine(

@@ -107,3 +107,27 @@ def test_wake_future_cuts_the_wait_short() -> None:
         assert pool.completed(timeout=3, wake=[wake]) == []
         assert time.monotonic() - t0 < 1.0
         gate.set()
+
+
+def test_task_timeout_hands_back_an_abandoned_task_and_its_slot() -> None:
+    from crawler.pool import TaskTimeout
+
+    gate = threading.Event()
+
+    def work(x: int) -> int:
+        if x == 0:
+            gate.wait(5)  # a task stuck where nothing can cut it short
+        return x
+
+    with StreamingPool(work, workers=2, max_in_flight=2, task_timeout=0.2) as pool:
+        pool.submit(0)
+        pool.submit(1)
+        seen: dict[int, object] = {}
+        deadline = time.monotonic() + 3
+        while len(seen) < 2 and time.monotonic() < deadline:
+            for item, outcome in pool.completed(timeout=0.05):
+                seen[item] = outcome
+        assert seen[1] == 1
+        assert isinstance(seen[0], TaskTimeout)
+        assert not pool.full()  # the stuck task no longer holds a slot
+        gate.set()
