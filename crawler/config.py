@@ -55,16 +55,26 @@ class ScopeSettings:
     """Drop tracking parameters (utm_*, gclid, fbclid, ...) from canonical URLs."""
     follow_nofollow: bool = False
     """Follow links marked rel=nofollow (they are always recorded in links, with nofollow set)."""
+    max_pages_per_host: int = 0
+    """Stop fetching from a host after this many pages in one run; 0 means no limit."""
+    use_sitemaps: bool = False
+    """Queue the URLs of the sitemaps that robots.txt lists (seeds ending .xml are always read)."""
+    allow_private_networks: bool = False
+    """Fetch hosts that resolve to private, loopback or link-local addresses even when no seed
+    is on them. Off by default so the crawler cannot be turned against the network it runs in."""
 
 
 @dataclass(frozen=True, slots=True)
 class PolitenessSettings:
     obey_robots: bool = True
-    """Obey robots.txt. Turn off only for sites you own."""
+    """Obey robots.txt (RFC 9309). Turn off only for sites you own or are allowed to crawl
+    regardless."""
     delay: float = 0.5
     """Seconds between the starts of two requests to one host (Crawl-delay wins when larger)."""
     per_host_concurrency: int = 2
     """Requests in flight at once to one host."""
+    robots_ttl: float = 86400.0
+    """Seconds a host's robots.txt is trusted before it is fetched again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +149,8 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("crawl", "user_agent"): (lambda v: bool(v.strip()) and "\n" not in v, "a non-empty line"),
     ("politeness", "delay"): (lambda v: v >= 0, ">= 0"),
     ("politeness", "per_host_concurrency"): (lambda v: v >= 1, ">= 1"),
+    ("politeness", "robots_ttl"): (lambda v: v >= 0, ">= 0"),
+    ("scope", "max_pages_per_host"): (lambda v: v >= 0, ">= 0"),
     ("fetch", "connect_timeout_s"): (lambda v: v > 0, "> 0"),
     ("fetch", "read_timeout_s"): (lambda v: v > 0, "> 0"),
     ("fetch", "total_timeout"): (lambda v: v > 0, "> 0"),

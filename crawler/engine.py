@@ -25,6 +25,7 @@ from crawler import errors, sql
 from crawler.frontier import Frontier
 from crawler.pool import StreamingPool
 from crawler.records import CrawlStatus, ErrorRecord, FetchTask, PageResult, URLState
+from crawler.work import blocked_result
 from crawler.writer import Writer, WriterFailed, utc_now
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class CrawlStats:
     ok_pages: int = 0
     """Results whose URL ended ``done``."""
     failed: int = 0
+    blocked: int = 0
+    """URLs robots.txt disallows: never requested."""
+    requeued: int = 0
+    """URLs given back to the frontier for later (their host's robots.txt was unreachable)."""
     bytes: int = 0
     retries: int = 0
     errors_by_kind: Counter[str] = field(default_factory=Counter)
@@ -57,6 +62,10 @@ class CrawlStats:
                 self.bytes += f.content_length or 0
         if result.state is URLState.DONE:
             self.ok_pages += 1
+        elif result.state is URLState.BLOCKED:
+            self.blocked += 1
+        elif result.state is URLState.QUEUED:
+            self.requeued += 1
         else:
             self.failed += 1
         for e in result.errors:
@@ -138,6 +147,7 @@ class Engine:
                     break
                 pool.submit(task)
                 self._started += 1
+            self._take_from_frontier()
             if not len(pool):
                 if self._limit_reached():
                     self.status, self.stop_reason = (
@@ -167,8 +177,7 @@ class Engine:
             else:
                 result = outcome
             f = result.fetch
-            retry_after = f.retry_after_s if f is not None and f.status_code in (429, 503) else None
-            self._frontier.done(task, retry_after_s=retry_after)
+            self._frontier.done(task, retry_after_s=result.retry_after_s)
             self.stats.add(result)
             try:
                 self._writer.put(result)
@@ -177,12 +186,27 @@ class Engine:
             self._frontier.note_result()
             log.debug("%s %s", f.status_code if f else result.state.value, task.url)
 
+    def _take_from_frontier(self) -> None:
+        """Record the URLs the frontier found disallowed, and give back those it released."""
+        blocked, released = self._frontier.take()
+        for task in blocked:
+            result = blocked_result(task, utc_now())
+            self.stats.add(result)
+            try:
+                self._writer.put(result)
+            except WriterFailed:
+                return
+        if released:
+            ids = [t.url_id for t in released]
+            self._writer.call(lambda conn: sql.release(conn, ids))
+
     def _wind_down(self) -> None:
         """Let in-flight fetches finish (they are cut short by ``stop``), store their results,
         and give back every URL that was claimed but never started."""
         unstarted = self._pool.cancel_pending()
         while len(self._pool):
             self._consume(self._pool.completed(IDLE_WAIT_S))
+        self._take_from_frontier()
         unstarted += self._frontier.drain()
         pending = self._frontier.pending_claim
         if pending is not None:

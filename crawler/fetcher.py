@@ -13,12 +13,33 @@ host, since a thread has one request in flight; ``pool_hosts`` hosts kept warm p
 
 Decisions:
 
-* **What is downloaded.** Only a 2xx response whose media type is ``text/html`` or
-  ``application/xhtml+xml`` -- or that has no ``Content-Type`` at all, since browsers sniff such
-  pages and they are mostly HTML. Other responses are closed unread (small bodies are drained so
-  the connection can be reused); ``content_length`` then comes from the header.
+* **What is downloaded.** Only a 2xx response whose media type is in ``body_types`` (by default
+  ``text/html`` and ``application/xhtml+xml``) -- or that has no ``Content-Type`` at all, since
+  browsers sniff such pages and they are mostly HTML. ``body_types=None`` downloads any type (the
+  robots.txt and sitemap fetchers). Other responses are closed unread (small bodies are drained
+  so the connection can be reused); ``content_length`` then comes from the header.
+* **Where the body goes.** Into ``FetchResult.body``, or, when ``fetch`` is given a ``sink`` (a
+  seekable binary file, e.g. a spooled temp file for a sitemap), into the sink: ``body`` stays
+  None and ``content_length`` counts the bytes written (bytes read, when ``truncate_body`` cut
+  the body). Every attempt first rewinds the sink to where it
+  was when ``fetch`` was called and truncates it there, and a failed attempt leaves it so: after
+  ``fetch`` the sink holds the body of the result, or nothing.
 * **Size cap.** Counted in *decoded* bytes, read in 64 KiB steps with urllib3's bounded
-  decompression, so a gzip bomb never inflates past ``max_body_bytes`` + 64 KiB.
+  decompression, so a gzip bomb never inflates past ``max_body_bytes`` + 64 KiB. Over the cap the
+  attempt fails with ``too_large`` -- unless ``fetch`` is called with ``truncate_body=True``
+  (robots.txt, RFC 9309 §2.5: parse the first part, ignore the rest): then the body (or sink)
+  keeps exactly the first ``max_body_bytes`` bytes, the rest is not read, there is no error,
+  and ``content_length`` (bytes read) is larger than ``max_body_bytes``, which tells it was cut.
+* **Before every request** -- each attempt and each redirect hop -- ``before_request(url)`` is
+  called in the calling thread (the engine's per-host politeness gate; it may block briefly).
+  Time spent in it counts neither against ``total_timeout`` nor in ``elapsed_ms``. An exception
+  from it ends the attempt as a final ``other`` error.
+* **Private networks.** With ``allow_private`` set, every direct connection is checked once
+  connected, before the request is sent (:mod:`crawler.netguard`): a non-public peer address
+  whose host ``allow_private(host)`` refuses fails the attempt with
+  :class:`~crawler.netguard.PrivateAddressError`, kind ``other``, or ``redirect`` on a redirect
+  hop (then, as for other redirect failures, ``result`` is the 3xx that pointed there). Not
+  retried. Proxied connections are not checked (the peer is the proxy).
 * **Deadline.** ``total_timeout`` covers one attempt, all redirect hops and the body. It is
   checked after every chunk, and near the deadline the socket timeout is lowered to what is left.
   *Limit*: a server that drips the status line and headers cannot be cut by requests; it is
@@ -51,7 +72,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http.cookiejar import Cookie
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import ada_url
@@ -64,9 +85,10 @@ import urllib3.exceptions
 from crawler import errors
 from crawler.config import FetchSettings
 from crawler.errors import DeadlineError, ErrorKind, RedirectError
+from crawler.netguard import GuardedAdapter, PrivateAddressError, guarded_pool_classes
 from crawler.records import ErrorRecord, FetchResult
 
-__all__ = ["FetchOutcome", "Fetcher", "parse_retry_after"]
+__all__ = ["HTML_TYPES", "FetchOutcome", "Fetcher", "PrivateAddressError", "parse_retry_after"]
 
 logger = logging.getLogger(__name__)
 
@@ -270,12 +292,22 @@ class Fetcher:
         rng: random.Random | None = None,
         redirect_filter: Callable[[str], str | None] | None = None,
         pool_hosts: int = 32,
+        body_types: frozenset[str] | None = HTML_TYPES,
+        before_request: Callable[[str], None] | None = None,
+        allow_private: Callable[[str], bool] | None = None,
     ) -> None:
         """``redirect_filter(target)`` returns a reason to refuse a redirect hop, or None.
 
         ``pool_hosts`` is how many hosts each thread keeps a keep-alive connection to.
+        ``body_types``: the media types whose body is downloaded (``None``: any).
+        ``before_request(url)`` runs right before every HTTP request (attempts and hops).
+        ``allow_private(host)``: when given, refuse non-public peers unless it returns True.
+        See the module docstring for each.
         """
         self._settings = settings
+        self._body_types = body_types
+        self._before_request = before_request
+        self._pool_classes = guarded_pool_classes(allow_private) if allow_private else None
         self._sleep = sleep
         self._should_stop = should_stop
         self._now = now
@@ -316,9 +348,17 @@ class Fetcher:
             session.trust_env = False
             session.headers = requests.structures.CaseInsensitiveDict(self._headers)
             session.cookies = _NoCookies()
-            adapter = requests.adapters.HTTPAdapter(
-                pool_connections=self._pool_hosts, pool_maxsize=1, max_retries=0
-            )
+            if self._pool_classes is not None:
+                adapter = GuardedAdapter(
+                    self._pool_classes,
+                    pool_connections=self._pool_hosts,
+                    pool_maxsize=1,
+                    max_retries=0,
+                )
+            else:
+                adapter = requests.adapters.HTTPAdapter(
+                    pool_connections=self._pool_hosts, pool_maxsize=1, max_retries=0
+                )
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._local.adapter = adapter
@@ -355,9 +395,19 @@ class Fetcher:
     # -- fetch -------------------------------------------------------------------------------
 
     def fetch(
-        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        sink: IO[bytes] | None = None,
+        truncate_body: bool = False,
     ) -> FetchOutcome:
-        """Fetch ``url`` with retries; never raises for a per-URL failure."""
+        """Fetch ``url`` with retries; never raises for a per-URL failure.
+
+        With ``sink``, a downloaded body is written there instead of ``result.body``. With
+        ``truncate_body``, a body over ``max_body_bytes`` is cut to it instead of failing.
+        """
         headers: dict[str, str] | None = None
         if etag or last_modified:
             headers = {}
@@ -366,11 +416,18 @@ class Fetcher:
             if last_modified:
                 headers["If-Modified-Since"] = last_modified
         attempts: list[_Attempt] = []
+        sink_start = sink.tell() if sink is not None else 0
 
         def attempt() -> _Attempt:
             if attempts and self._should_stop():  # shutdown cut the backoff short
                 return replace(attempts[-1], retryable=False)
-            done = self._attempt(url, headers, len(attempts) + 1)
+            if sink is not None:
+                sink.seek(sink_start)
+                sink.truncate()
+            done = self._attempt(url, headers, len(attempts) + 1, sink, truncate_body)
+            if sink is not None and done.kind is not None:
+                sink.seek(sink_start)
+                sink.truncate()
             attempts.append(done)
             if done.retryable:
                 logger.debug("attempt %d failed (%s), may retry", done.number, done.message)
@@ -386,7 +443,14 @@ class Fetcher:
             records[-1] = replace(records[-1], final=True)
         return FetchOutcome(last.result, tuple(records))
 
-    def _attempt(self, url: str, headers: dict[str, str] | None, number: int) -> _Attempt:
+    def _attempt(
+        self,
+        url: str,
+        headers: dict[str, str] | None,
+        number: int,
+        sink: IO[bytes] | None = None,
+        truncate: bool = False,
+    ) -> _Attempt:
         """One attempt: every redirect hop and the body, under one deadline. Never raises."""
         start = self._monotonic()
         deadline = start + self._settings.total_timeout
@@ -394,11 +458,25 @@ class Fetcher:
         seen: set[str] | None = None
         current = url
         response: requests.Response | None = None
+        hop: requests.Response | None = None  # the 3xx that led to ``current``
         result: FetchResult | None = None
         try:
             adapter = self._adapter()
             while True:
-                response = self._send(adapter, current, headers, deadline)
+                if self._before_request is not None:
+                    gate = self._monotonic()
+                    self._before_request(current)
+                    waited = self._monotonic() - gate  # the gate's wait is not the server's
+                    start += waited
+                    deadline += waited
+                try:
+                    response = self._send(adapter, current, headers, deadline)
+                except PrivateAddressError as exc:
+                    if hop is not None:  # refused on a redirect hop: a redirect failure
+                        exc.kind = ErrorKind.REDIRECT
+                        exc.status_code = hop.status_code
+                        result = self._result(url, chain[-1], hop, chain[:-1], start, None)
+                    raise
                 location = response.headers.get("Location")
                 if response.status_code not in REDIRECT_STATUSES or not location:
                     break
@@ -418,8 +496,10 @@ class Fetcher:
                     raise target
                 chain.append(current)
                 current = target
-                response = None
-            return self._finish(url, current, response, chain, start, deadline, number)
+                hop, response = response, None
+            return self._finish(
+                url, current, response, chain, start, deadline, number, sink, truncate
+            )
         except Exception as exc:
             if response is not None:
                 response.close()
@@ -496,13 +576,18 @@ class Fetcher:
         start: float,
         deadline: float,
         number: int,
+        sink: IO[bytes] | None = None,
+        truncate: bool = False,
     ) -> _Attempt:
         """The last hop's response → its result, reading the body when it is wanted."""
         status = response.status_code
         media, _ = _media_type(response.headers.get("Content-Type"))
-        if 200 <= status < 300 and (media is None or media in HTML_TYPES):
-            body, size = self._read_body(response, deadline)
+        types = self._body_types
+        if 200 <= status < 300 and (media is None or types is None or media in types):
+            body, size = self._read_body(response, deadline, sink, truncate)
             result = self._result(url, final_url, response, chain, start, body, size)
+            if sink is not None:
+                result = replace(result, body=None)
             if body is None:
                 cap = self._settings.max_body_bytes
                 message = f"TooLargeError: body over max_body_bytes ({cap} bytes decoded)"
@@ -525,10 +610,18 @@ class Fetcher:
             number, result, ErrorKind.HTTP_STATUS, message, self._now(), status, retryable
         )
 
-    def _read_body(self, response: requests.Response, deadline: float) -> tuple[bytes | None, int]:
-        """(decoded body, its size), or (None, bytes read) when it passed the size cap.
+    def _read_body(
+        self,
+        response: requests.Response,
+        deadline: float,
+        sink: IO[bytes] | None = None,
+        truncate: bool = False,
+    ) -> tuple[bytes | None, int]:
+        """(decoded body, bytes read), or (None, bytes read) when it passed the size cap.
 
-        The cap and the deadline are checked after every chunk of at most 64 KiB decoded.
+        The cap and the deadline are checked after every chunk of at most 64 KiB decoded. With a
+        ``sink`` the chunks are written there and the body returned is ``b""``. With
+        ``truncate`` a body over the cap is cut to it, and the rest is not read.
         """
         raw = response.raw
         cap = self._settings.max_body_bytes
@@ -536,6 +629,13 @@ class Fetcher:
         chunks: list[bytes] = []
         size = 0
         clamped = False
+
+        def keep(chunk: bytes) -> None:
+            if sink is not None:
+                sink.write(chunk)
+            else:
+                chunks.append(chunk)
+
         try:
             while True:
                 remaining = deadline - self._monotonic()
@@ -558,8 +658,11 @@ class Fetcher:
                     return b"".join(chunks), size
                 size += len(chunk)
                 if size > cap:
-                    return None, size
-                chunks.append(chunk)
+                    if not truncate:
+                        return None, size
+                    keep(chunk[: len(chunk) - (size - cap)])
+                    return b"".join(chunks), size
+                keep(chunk)
         finally:
             response.close()
 

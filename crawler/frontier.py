@@ -38,7 +38,6 @@ class Slot:
 
     host_id: int
     host: str
-    delay: float
     concurrency: int
     active: int = 0
     next_allowed: float = 0.0
@@ -60,8 +59,22 @@ class Frontier:
         per_host_buffer: int = 8,
         min_claim_interval_s: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        delay_for: Callable[[str], float] | None = None,
+        is_blocked: Callable[[FetchTask], bool] | None = None,
+        max_per_host: int = 0,
     ) -> None:
         self._politeness = politeness
+        self._delay_for = delay_for or (lambda _host: politeness.delay)
+        """The host's delay now: the setting, or its robots.txt Crawl-delay when larger."""
+        self._is_blocked = is_blocked
+        """True for a task robots.txt already known for its host disallows: no slot is spent."""
+        self._max_per_host = max_per_host
+        self._handed: dict[int, int] = {}
+        self._capped: set[int] = set()
+        self.blocked: list[FetchTask] = []
+        """Tasks found disallowed at hand-out, for the engine to record as blocked."""
+        self.released: list[FetchTask] = []
+        """Tasks of hosts that reached ``max_per_host``, for the engine to give back."""
         self._claim = claim
         self._buffer_size = buffer_size
         self._per_host_buffer = per_host_buffer
@@ -107,6 +120,7 @@ class Frontier:
         self._last_claim_at = now
         self._claim_generation = self._generation
         full = [s.host_id for s in self._slots.values() if len(s.queue) >= self._per_host_buffer]
+        full.extend(self._capped)
         self.pending_claim = self._claim(
             min(self._buffer_size - self._buffered, 1024), full, self._per_host_buffer
         )
@@ -134,13 +148,15 @@ class Frontier:
             slot = Slot(
                 task.host_id,
                 task.host,
-                delay=self._politeness.delay,
                 concurrency=max(1, self._politeness.per_host_concurrency),
             )
             self._slots[task.host_id] = slot
         return slot
 
     def _add(self, task: FetchTask) -> None:
+        if task.host_id in self._capped:
+            self.released.append(task)
+            return
         slot = self._slot(task)
         slot.queue.append(task)
         self._buffered += 1
@@ -169,13 +185,34 @@ class Frontier:
                 continue
             task = slot.queue.popleft()
             self._buffered -= 1
+            if self._is_blocked is not None and self._is_blocked(task):
+                self.blocked.append(task)  # no request: the host's turn is not spent
+                self._schedule(slot)
+                continue
             slot.active += 1
-            slot.next_allowed = now + slot.delay
+            slot.next_allowed = now + self._delay_for(slot.host)
+            self._count(slot)
             self._schedule(slot)
             if self._buffered < self._buffer_size // 2:
                 self._poll_claim()
             return task
         return None
+
+    def _count(self, slot: Slot) -> None:
+        if self._max_per_host <= 0:
+            return
+        n = self._handed[slot.host_id] = self._handed.get(slot.host_id, 0) + 1
+        if n >= self._max_per_host:
+            self._capped.add(slot.host_id)
+            self.released.extend(slot.queue)
+            self._buffered -= len(slot.queue)
+            slot.queue.clear()
+
+    def take(self) -> tuple[list[FetchTask], list[FetchTask]]:
+        """The tasks found blocked and the tasks released since the last call."""
+        blocked, released = self.blocked, self.released
+        self.blocked, self.released = [], []
+        return blocked, released
 
     def wait_time(self) -> float | None:
         """Seconds until a buffered host becomes ready; None when none is waiting."""

@@ -47,6 +47,8 @@ class FetchTask:
     last_modified: str | None = None
     content_hash: str | None = None
     """The hash stored at the previous fetch, so the worker can tell whether the page changed."""
+    kind: str = "page"
+    """``page`` or ``sitemap``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,40 @@ class NewLink:
 
 
 @dataclass(frozen=True, slots=True)
+class RobotsRecord:
+    """A robots.txt just fetched for the task's host: cached in ``hosts`` by the writer."""
+
+    host_id: int
+    body: str | None
+    """The text to cache; None when robots.txt was unreachable (nothing is cached then)."""
+    fetched_at: datetime
+    crawl_delay: float | None
+    sitemaps: tuple[str, ...] = ()
+    """Sitemap URLs to queue (only when ``use_sitemaps`` is on, and only those in scope)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SitemapEntry:
+    """One URL a sitemap lists, ready for the frontier."""
+
+    url: str
+    host: str
+    kind: str
+    """``page`` for a <url>, ``sitemap`` for a <sitemap> of an index."""
+    priority: int = 0
+    lastmod: datetime | None = None
+    changefreq: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SitemapChunk:
+    """Part of a sitemap, streamed to the writer while the worker is still reading the rest."""
+
+    source: FetchTask
+    entries: tuple[SitemapEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PageResult:
     """Everything one worker learned about one URL; the writer stores it in one batch."""
 
@@ -131,3 +167,9 @@ class PageResult:
     changed: bool | None = None
     next_fetch_at: datetime | None = None
     fetch_interval_s: float | None = None
+    robots: RobotsRecord | None = None
+    retry_after_s: float | None = None
+    """Push the host's next request back this far (a 429/503 ``Retry-After``, robots.txt down)."""
+    final_url: str | None = None
+    """The canonical final URL when a redirect led elsewhere: the writer records it as known
+    (``done``), so it does not become a second page."""

@@ -12,29 +12,34 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
 
 from crawler import sql
-from crawler.config import Config, as_dict
+from crawler.config import Config, FetchSettings, as_dict
 from crawler.db import is_sqlite, open_database
 from crawler.engine import CrawlStats, Engine, Limits
 from crawler.errors import SeedFileError
-from crawler.fetcher import Fetcher
+from crawler.fetcher import HTML_TYPES, Fetcher
 from crawler.frontier import Frontier, lease_deadline
+from crawler.politeness import HostGate, RobotsCache
 from crawler.pool import StreamingPool
 from crawler.records import CrawlStatus, FetchTask, PageResult
+from crawler.robots import fetch_robots, robots_fetch_settings
 from crawler.seeds import Seed, SeedProblem, read_seed_file
 from crawler.urls import Scope, host_key
-from crawler.work import LinkPolicy, PageWorker
+from crawler.work import LinkPolicy, PageWorker, SitemapReader
 from crawler.writer import Writer, utc_now
 
 log = logging.getLogger(__name__)
 
 SEED_BATCH = 1000
+SITEMAP_MAX_BYTES = 200 * 1024 * 1024
+"""Decoded bytes of one sitemap (the protocol allows 50 MB; some sites exceed it)."""
 LEASE_S = 600.0
 """How long a claim holds a URL before another process may take it."""
 
@@ -47,6 +52,97 @@ class CrawlOutcome:
     stats: CrawlStats
     queued_left: int
     seeds: int
+
+
+def seed_kind(url: str) -> str:
+    """A seed whose path ends in ``.xml`` or ``.xml.gz`` is read as a sitemap."""
+    path = urlsplit(url).path.lower()
+    return "sitemap" if path.endswith((".xml", ".xml.gz")) else "page"
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    frontier: Frontier
+    worker: PageWorker
+    fetchers: list[Fetcher]
+    """To close when the run ends."""
+
+
+def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Event) -> Parts:
+    """The frontier and the worker, wired to politeness, robots.txt, sitemaps and the writer."""
+    ua = config.crawl.user_agent
+    polite = config.politeness
+    robots: RobotsCache | None = None
+
+    def delay_for(host: str) -> float:
+        crawl_delay = robots.crawl_delay(host) if robots is not None else 0.0
+        return max(polite.delay, crawl_delay)
+
+    def allow_private(hostname: str) -> bool:
+        return config.scope.allow_private_networks or scope.is_seed_host(hostname)
+
+    gate = HostGate(delay_for)
+
+    def fetcher(settings: FetchSettings, body_types: frozenset[str] | None) -> Fetcher:
+        return Fetcher(
+            settings,
+            ua,
+            sleep=stop.wait,
+            should_stop=stop.is_set,
+            body_types=body_types,
+            before_request=gate.wait_turn,
+            allow_private=allow_private,
+        )
+
+    page_fetcher = fetcher(config.fetch, HTML_TYPES)
+    fetchers = [page_fetcher]
+    if polite.obey_robots:
+        robots_fetcher = fetcher(robots_fetch_settings(config.fetch), None)
+        fetchers.append(robots_fetcher)
+        robots = RobotsCache(
+            lambda host: fetch_robots(robots_fetcher, host, ua), ua, ttl_s=polite.robots_ttl
+        )
+    sitemap_fetcher = fetcher(replace(config.fetch, max_body_bytes=SITEMAP_MAX_BYTES), None)
+    fetchers.append(sitemap_fetcher)
+    worker = PageWorker(
+        page_fetcher.fetch,
+        LinkPolicy(
+            scope,
+            max_depth=config.crawl.max_depth,
+            sort_query=config.scope.sort_query,
+            strip_tracking=config.scope.strip_tracking,
+            follow_nofollow=config.scope.follow_nofollow,
+        ),
+        interval_s=config.schedule.default_interval,
+        now=utc_now,
+        robots=robots,
+        use_sitemaps=config.scope.use_sitemaps,
+        sitemaps=SitemapReader(sitemap_fetcher.fetch, writer.put),
+    )
+
+    def claim(n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
+        def job(conn: Connection) -> list[FetchTask]:
+            now = utc_now()
+            tasks = sql.claim(conn, n, exclude, lease_deadline(now, LEASE_S), per_host=per_host)
+            if robots is not None:  # a resumed crawl trusts robots.txt fetched earlier
+                unknown = {t.host for t in tasks if not robots.known(t.host)}
+                for host, body, at in sql.cached_robots(conn, unknown):
+                    robots.prime(host, body, (now - at).total_seconds())
+            return tasks
+
+        return writer.call(job)
+
+    def is_blocked(task: FetchTask) -> bool:
+        return robots is not None and robots.disallows(task.url, task.host)
+
+    frontier = Frontier(
+        polite,
+        claim,
+        delay_for=delay_for,
+        is_blocked=is_blocked,
+        max_per_host=config.scope.max_pages_per_host,
+    )
+    return Parts(frontier, worker, fetchers)
 
 
 def task_timeout(config: Config) -> float:
@@ -84,7 +180,7 @@ def run_crawl(
 
     engine = open_database(config.store.db)
     writer = Writer(engine, config.store).start()
-    fetcher: Fetcher | None = None
+    fetchers: list[Fetcher] = []
     try:
         requeued = writer.run(
             partial(sql.recover, now=utc_now(), all_leases=is_sqlite(config.store.db))
@@ -93,7 +189,7 @@ def run_crawl(
             log.info("requeued %d URLs left fetching by an earlier run", requeued)
         n_seeds = 0
         for batch in iter(lambda: list(itertools.islice(seeds, SEED_BATCH)), []):
-            pairs = [(s.url, host_key(s.url)) for s in batch]
+            pairs = [(s.url, host_key(s.url), seed_kind(s.url)) for s in batch]
             writer.run(partial(sql.add_seeds, seeds=pairs, now=utc_now(), hosts=writer.hosts))
             n_seeds += len(batch)
         crawl_id = writer.run(
@@ -112,34 +208,12 @@ def run_crawl(
             include=config.scope.include,
             exclude=config.scope.exclude,
         )
-        fetcher = Fetcher(
-            config.fetch, config.crawl.user_agent, sleep=stop.wait, should_stop=stop.is_set
-        )
-        worker = PageWorker(
-            fetcher.fetch,
-            LinkPolicy(
-                scope,
-                max_depth=config.crawl.max_depth,
-                sort_query=config.scope.sort_query,
-                strip_tracking=config.scope.strip_tracking,
-                follow_nofollow=config.scope.follow_nofollow,
-            ),
-            interval_s=config.schedule.default_interval,
-            now=utc_now,
-        )
-
-        def claim(n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
-            def job(conn: Connection) -> list[FetchTask]:
-                lease = lease_deadline(utc_now(), LEASE_S)
-                return sql.claim(conn, n, exclude, lease, per_host=per_host)
-
-            return writer.call(job)
-
+        parts = build_parts(config, writer, scope, stop)
+        fetchers = parts.fetchers
         workers = config.crawl.workers
         max_in_flight = config.crawl.max_in_flight or 2 * workers
-        frontier = Frontier(config.politeness, claim)
         pool: StreamingPool[FetchTask, PageResult] = StreamingPool(
-            worker,
+            parts.worker,
             workers=workers,
             max_in_flight=max_in_flight,
             thread_name_prefix="fetch",
@@ -147,7 +221,7 @@ def run_crawl(
         )
         with pool:
             eng = Engine(
-                frontier,
+                parts.frontier,
                 pool,
                 writer,
                 limits=Limits(config.crawl.max_pages, config.crawl.max_time_s),
@@ -165,7 +239,7 @@ def run_crawl(
         writer.close()
         return CrawlOutcome(crawl_id, status, eng.stop_reason, stats, queued_left, n_seeds)
     finally:
-        if fetcher is not None:
+        for fetcher in fetchers:
             fetcher.close()
         try:
             writer.close()

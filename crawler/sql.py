@@ -15,10 +15,18 @@ import socket
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crawler.records import CrawlStatus, FetchTask, PageResult, URLState
+from crawler.records import (
+    CrawlStatus,
+    FetchTask,
+    PageResult,
+    RobotsRecord,
+    SitemapChunk,
+    URLState,
+)
+from crawler.urls import host_key
 from models import Crawl, Error, Fetch, Host, Link, Url
 
 CHUNK = 500
@@ -94,10 +102,11 @@ def url_ids(conn: Connection, urls: Collection[str]) -> dict[str, int]:
 
 
 def add_seeds(
-    conn: Connection, seeds: Sequence[tuple[str, str]], now: dt.datetime, hosts: HostCache
+    conn: Connection, seeds: Sequence[tuple[str, str, str]], now: dt.datetime, hosts: HostCache
 ) -> None:
-    """Queue ``(url, host)`` pairs at depth 0; URLs already known keep their state (resume)."""
-    host_ids = hosts.ids(conn, {h for _, h in seeds})
+    """Queue ``(url, host, kind)`` seeds at depth 0; URLs already known keep their state, so
+    running the same crawl again resumes it."""
+    host_ids = hosts.ids(conn, {h for _, h, _ in seeds})
     insert_urls(
         conn,
         [
@@ -108,8 +117,9 @@ def add_seeds(
                 "discovered_from": None,
                 "state": URLState.QUEUED.value,
                 "first_seen_at": now,
+                "kind": kind,
             }
-            for url, host in seeds
+            for url, host, kind in seeds
         ],
     )
 
@@ -170,6 +180,7 @@ def claim(
             urls_t.c.etag,
             urls_t.c.last_modified,
             urls_t.c.content_hash,
+            urls_t.c.kind,
         )
     )
     rows = conn.execute(stmt).all()
@@ -190,6 +201,7 @@ def claim(
             etag=r.etag,
             last_modified=r.last_modified,
             content_hash=r.content_hash,
+            kind=r.kind,
         )
         for r in rows
     ]
@@ -197,6 +209,21 @@ def claim(
     order = {r.id: (-r.priority, r.depth, r.id) for r in rows}
     tasks.sort(key=lambda t: order[t.url_id])
     return tasks
+
+
+def cached_robots(conn: Connection, hosts: Collection[str]) -> list[tuple[str, str, dt.datetime]]:
+    """``(host, robots_txt, robots_fetched_at)`` for the given hosts that have one cached."""
+    out: list[tuple[str, str, dt.datetime]] = []
+    for chunk in _chunks(list(hosts)):
+        rows = conn.execute(
+            select(hosts_t.c.host, hosts_t.c.robots_txt, hosts_t.c.robots_fetched_at).where(
+                hosts_t.c.host.in_(chunk),
+                hosts_t.c.robots_txt.is_not(None),
+                hosts_t.c.robots_fetched_at.is_not(None),
+            )
+        )
+        out.extend((h, body, at) for h, body, at in rows)
+    return out
 
 
 def release(conn: Connection, url_ids: Collection[int]) -> None:
@@ -307,6 +334,7 @@ def store_results(
                     "discovered_from": res.task.url_id,
                     "state": (URLState.QUEUED if follow else URLState.EXCLUDED).value,
                     "first_seen_at": now,
+                    "kind": "page",
                 }
                 for url, (host, follow, res) in targets.items()
             ],
@@ -377,6 +405,8 @@ def store_results(
             }
             for e in res.errors
         )
+        if res.state is URLState.QUEUED:
+            continue  # given back to the frontier (robots.txt unreachable): not an attempt
         url_rows.append(
             {
                 "b_id": task.url_id,
@@ -393,7 +423,17 @@ def store_results(
         conn.execute(fetches_t.insert(), fetch_rows)
     if error_rows:
         conn.execute(errors_t.insert(), error_rows)
-    conn.execute(_update_fetched, url_rows)
+    if url_rows:
+        conn.execute(_update_fetched, url_rows)
+    requeue = [res.task.url_id for res in results if res.state is URLState.QUEUED]
+    for chunk in _chunks(requeue):
+        conn.execute(
+            update(urls_t)
+            .where(urls_t.c.id.in_(chunk))
+            .values(state=URLState.QUEUED, lease_until=None)
+        )
+    _store_redirect_targets(conn, results, now, hosts)
+    _store_robots(conn, [res.robots for res in results if res.robots is not None], now, hosts)
     conn.execute(
         update(crawls_t)
         .where(crawls_t.c.id == crawl_id)
@@ -402,4 +442,105 @@ def store_results(
             errors=crawls_t.c.errors + len(error_rows),
             bytes_fetched=crawls_t.c.bytes_fetched + fetched_bytes,
         )
+    )
+
+
+def _store_redirect_targets(
+    conn: Connection, results: Sequence[PageResult], now: dt.datetime, hosts: HostCache
+) -> None:
+    """A redirect's in-scope final URL becomes known as ``done``: its content is in the fetch
+    of the URL that redirected, and it must not become a second page. Known URLs are left."""
+    rows = [(res, res.final_url) for res in results if res.final_url]
+    if not rows:
+        return
+    host_ids = hosts.ids(conn, {host_key(url) for _, url in rows})
+    stmt = _insert(conn, urls_t).on_conflict_do_nothing(index_elements=["url"])
+    conn.execute(
+        stmt,
+        [
+            {
+                "url": url,
+                "host_id": host_ids[host_key(url)],
+                "depth": res.task.depth,
+                "discovered_from": res.task.url_id,
+                "state": URLState.DONE.value,
+                "first_seen_at": now,
+                "last_fetched_at": now,
+                "kind": "page",
+            }
+            for res, url in rows
+        ],
+    )
+
+
+def _store_robots(
+    conn: Connection, records: Sequence[RobotsRecord], now: dt.datetime, hosts: HostCache
+) -> None:
+    """Cache fetched robots.txt in ``hosts``; queue the sitemaps it lists (when asked to)."""
+    for rec in records:
+        values: dict[str, Any] = {
+            "robots_fetched_at": rec.fetched_at,
+            "crawl_delay": rec.crawl_delay,
+        }
+        if rec.body is not None:
+            values["robots_txt"] = rec.body
+        conn.execute(update(hosts_t).where(hosts_t.c.id == rec.host_id).values(**values))
+    sitemaps = {url for rec in records for url in rec.sitemaps}
+    if sitemaps:
+        host_ids = hosts.ids(conn, {host_key(u) for u in sitemaps})
+        insert_urls(
+            conn,
+            [
+                {
+                    "url": url,
+                    "host_id": host_ids[host_key(url)],
+                    "depth": 0,
+                    "discovered_from": None,
+                    "state": URLState.QUEUED.value,
+                    "first_seen_at": now,
+                    "kind": "sitemap",
+                }
+                for url in sorted(sitemaps)
+            ],
+        )
+
+
+def store_sitemap_entries(
+    conn: Connection, chunks: Sequence[SitemapChunk], now: dt.datetime, hosts: HostCache
+) -> None:
+    """Queue the URLs sitemaps list, with their priority, lastmod and changefreq. A URL already
+    known keeps its state but takes the sitemap's hints."""
+    entries = {(e.url): (c.source, e) for c in chunks for e in c.entries}
+    if not entries:
+        return
+    host_ids = hosts.ids(conn, {e.host for _, e in entries.values()})
+    ins = _insert(conn, urls_t)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["url"],
+        set_={
+            "priority": ins.excluded.priority,
+            "lastmod": func.coalesce(ins.excluded.lastmod, urls_t.c.lastmod),
+            "changefreq": func.coalesce(ins.excluded.changefreq, urls_t.c.changefreq),
+            "state": case(
+                (urls_t.c.state == URLState.EXCLUDED, ins.excluded.state), else_=urls_t.c.state
+            ),
+        },
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "url": url,
+                "host_id": host_ids[e.host],
+                "depth": source.depth + (1 if e.kind == "page" else 0),
+                "discovered_from": source.url_id,
+                "state": URLState.QUEUED.value,
+                "first_seen_at": now,
+                "kind": e.kind,
+                "priority": e.priority,
+                "lastmod": e.lastmod,
+                "changefreq": e.changefreq,
+            }
+            for url, (source, e) in entries.items()
+        ],
     )

@@ -26,6 +26,7 @@ def format_summary(outcome: CrawlOutcome, *, db: str) -> str:
         f"crawl {outcome.crawl_id} {outcome.status.value}"
         + (f" ({outcome.stop_reason})" if outcome.stop_reason else ""),
         f"  pages:   {s.pages} fetched, {s.ok_pages} ok, {s.failed} failed"
+        + (f", {s.blocked} blocked by robots.txt" if s.blocked else "")
         + (f", {s.retries} retried attempts" if s.retries else ""),
         f"  errors:  {sum(s.errors_by_kind.values())}" + (f" ({kinds})" if kinds else ""),
         f"  time:    {s.elapsed_s:.1f} s, {s.pages_per_s:.1f} pages/s, {_size(s.bytes)}",

@@ -348,6 +348,10 @@ class Scope:
                 return False
             host = host[dot + 1 :]
 
+    def is_seed_host(self, hostname: str) -> bool:
+        """Whether ``hostname`` (as in a canonical URL) is the host of a seed."""
+        return hostname in self._seed_keys
+
     def allows(self, url: str) -> bool:
         """Whether the crawl may fetch ``url`` (a canonical URL); False for anything not http(s)."""
         try:

@@ -9,18 +9,41 @@ including a bug in parsing — becomes an error record, never an exception.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import BinaryIO, cast
 
 from crawler import errors
 from crawler.errors import ErrorKind, http_status_message
 from crawler.fetcher import FetchOutcome
 from crawler.parser import HTML_TYPES, parse_html
-from crawler.records import ErrorRecord, FetchTask, NewLink, PageResult, ParsedPage, URLState
-from crawler.urls import Scope, host_key
+from crawler.politeness import RobotsCache
+from crawler.records import (
+    ErrorRecord,
+    FetchResult,
+    FetchTask,
+    NewLink,
+    PageResult,
+    ParsedPage,
+    RobotsRecord,
+    SitemapChunk,
+    SitemapEntry,
+    URLState,
+)
+from crawler.robots import RobotsPolicy
+from crawler.sitemaps import SitemapError, SitemapRef, SitemapUrl, parse_sitemap, priority_rank
+from crawler.urls import Scope, canonicalize, host_key
 
 log = logging.getLogger(__name__)
+
+ROBOTS_MAX_FAILURES = 3
+"""After robots.txt was unreachable this many times in a row, a host's URLs fail for good."""
+SITEMAP_CHUNK = 500
+SITEMAP_SPOOL_BYTES = 8 * 1024 * 1024
+"""A sitemap is downloaded to a temporary file; up to this much of it stays in memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +57,22 @@ class LinkPolicy:
     follow_nofollow: bool = False
 
 
+def blocked_result(task: FetchTask, now: dt.datetime) -> PageResult:
+    """A URL robots.txt disallows: never requested, recorded with a ``robots`` error."""
+    err = ErrorRecord(ErrorKind.ROBOTS, "disallowed by robots.txt", 1, True, now)
+    return PageResult(task, URLState.BLOCKED, errors=(err,))
+
+
+@dataclass(frozen=True, slots=True)
+class SitemapReader:
+    """How the worker reads a sitemap: its own fetcher (any content type, into a file), and
+    where the entries go as they are parsed (the writer's queue: a sitemap may list millions)."""
+
+    fetch: Callable[..., FetchOutcome]
+    sink: Callable[[SitemapChunk], None]
+    max_entries: int = 1_000_000
+
+
 class PageWorker:
     """Callable run by the pool: ``FetchTask -> PageResult``."""
 
@@ -44,11 +83,17 @@ class PageWorker:
         *,
         interval_s: float,
         now: Callable[[], dt.datetime],
+        robots: RobotsCache | None = None,
+        use_sitemaps: bool = False,
+        sitemaps: SitemapReader | None = None,
     ) -> None:
         self._fetch = fetch
         self._links = links
         self._interval_s = interval_s
         self._now = now
+        self._robots = robots
+        self._use_sitemaps = use_sitemaps
+        self._sitemaps = sitemaps
 
     def __call__(self, task: FetchTask) -> PageResult:
         try:
@@ -59,6 +104,62 @@ class PageWorker:
             return PageResult(task, URLState.FAILED, errors=(err,))
 
     def _process(self, task: FetchTask) -> PageResult:
+        robots: RobotsRecord | None = None
+        if self._robots is not None:
+            verdict = self._check_robots(task, self._robots)
+            if isinstance(verdict, PageResult):
+                return verdict
+            robots = verdict
+        if task.kind == "sitemap" and self._sitemaps is not None:
+            result = self._read_sitemap(task, self._sitemaps)
+        else:
+            result = self._page(task)
+        return replace(result, robots=robots) if robots is not None else result
+
+    # -- robots.txt ------------------------------------------------------------------------
+
+    def _check_robots(
+        self, task: FetchTask, cache: RobotsCache
+    ) -> RobotsRecord | PageResult | None:
+        """The task's fate under robots.txt: a result if it must not be fetched now, else the
+        robots.txt this call fetched (for the writer to cache), or None."""
+        policy, fresh, failures = cache.get(task.host)
+        now = self._now()
+        record = self._robots_record(task, policy, now) if fresh else None
+        if policy.unreachable:
+            final = failures >= ROBOTS_MAX_FAILURES
+            what = "giving up on this URL" if final else f"trying again in {cache.retry_s:g}s"
+            message = f"robots.txt of {task.host} unreachable ({failures} in a row); {what}"
+            err = ErrorRecord(ErrorKind.ROBOTS, message, 1, final, now)
+            if final:
+                return PageResult(task, URLState.FAILED, errors=(err,), robots=record)
+            return PageResult(
+                task, URLState.QUEUED, errors=(err,), robots=record, retry_after_s=cache.retry_s
+            )
+        if not policy.can_fetch(task.url):
+            return replace(blocked_result(task, now), robots=record)
+        return record
+
+    def _robots_record(
+        self, task: FetchTask, policy: RobotsPolicy, now: dt.datetime
+    ) -> RobotsRecord:
+        sitemaps: tuple[str, ...] = ()
+        if self._use_sitemaps and not policy.unreachable:
+            found = []
+            for url in policy.sitemaps:
+                try:
+                    canonical = canonicalize(url)
+                except ValueError:
+                    continue
+                if self._links.scope.allows(canonical) or host_key(canonical) == task.host:
+                    found.append(canonical)
+            sitemaps = tuple(found)
+        body = None if policy.unreachable else policy.body
+        return RobotsRecord(task.host_id, body, now, policy.crawl_delay, sitemaps)
+
+    # -- pages -----------------------------------------------------------------------------
+
+    def _page(self, task: FetchTask) -> PageResult:
         outcome = self._fetch(task.url, etag=task.etag, last_modified=task.last_modified)
         errs = list(outcome.errors)
         r = outcome.result
@@ -124,7 +225,81 @@ class PageWorker:
             changed=changed,
             next_fetch_at=next_at,
             fetch_interval_s=self._interval_s,
+            retry_after_s=r.retry_after_s if r.status_code in (429, 503) else None,
+            final_url=self._redirect_target(task, r),
         )
+
+    def _redirect_target(self, task: FetchTask, r: FetchResult) -> str | None:
+        """The canonical URL a redirect ended on, when it is another in-scope URL: the writer
+        marks it known, so the page is not fetched a second time under its own name."""
+        if not r.redirects or r.status_code >= 300:
+            return None
+        try:
+            target = canonicalize(r.final_url)
+        except ValueError:
+            return None
+        if target == task.url or not self._links.scope.allows(target):
+            return None
+        return target
+
+    # -- sitemaps --------------------------------------------------------------------------
+
+    def _read_sitemap(self, task: FetchTask, reader: SitemapReader) -> PageResult:
+        """Download a sitemap to a temporary file, then stream its entries to the writer."""
+        with tempfile.SpooledTemporaryFile(max_size=SITEMAP_SPOOL_BYTES) as spool:
+            outcome = reader.fetch(task.url, sink=spool)
+            errs = list(outcome.errors)
+            r = outcome.result
+            final_error = any(e.final for e in errs)
+            if r is not None and r.status_code >= 400 and not final_error:
+                errs.append(
+                    ErrorRecord(
+                        ErrorKind.HTTP_STATUS,
+                        http_status_message(r.status_code),
+                        len(errs) + 1,
+                        True,
+                        r.fetched_at,
+                        r.status_code,
+                    )
+                )
+                final_error = True
+            if r is None or final_error:
+                return PageResult(task, URLState.FAILED, fetch=r, errors=tuple(errs))
+            spool.seek(0)
+            stream = cast(BinaryIO, spool)
+            entries = parse_sitemap(stream, base_url=r.final_url, max_entries=reader.max_entries)
+            try:
+                while chunk := list(itertools.islice(entries, SITEMAP_CHUNK)):
+                    reader.sink(SitemapChunk(task, self._sitemap_entries(task, chunk)))
+            except SitemapError as exc:
+                message = f"sitemap: {exc}"
+                errs.append(ErrorRecord(ErrorKind.PARSE, message, len(errs) + 1, True, self._now()))
+        return PageResult(task, URLState.DONE, fetch=r, errors=tuple(errs))
+
+    def _sitemap_entries(
+        self, task: FetchTask, chunk: Sequence[SitemapUrl | SitemapRef]
+    ) -> tuple[SitemapEntry, ...]:
+        policy = self._links
+        depth_ok = policy.max_depth <= 0 or task.depth + 1 <= policy.max_depth
+        out = []
+        for item in chunk:
+            url = item.url
+            if not policy.scope.allows(url):
+                continue  # sitemaps list what a site wants crawled: out of scope is not ours
+            if isinstance(item, SitemapRef):
+                out.append(SitemapEntry(url, host_key(url), "sitemap", lastmod=item.lastmod))
+            elif depth_ok:
+                out.append(
+                    SitemapEntry(
+                        url,
+                        host_key(url),
+                        "page",
+                        priority=priority_rank(item.priority),
+                        lastmod=item.lastmod,
+                        changefreq=item.changefreq,
+                    )
+                )
+        return tuple(out)
 
     def _follow(self, task: FetchTask, page: ParsedPage) -> tuple[NewLink, ...]:
         policy = self._links

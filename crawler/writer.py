@@ -31,7 +31,9 @@ from sqlalchemy import Connection, Engine
 
 from crawler import sql
 from crawler.config import StoreSettings
-from crawler.records import PageResult
+from crawler.records import PageResult, SitemapChunk
+
+Item = PageResult | SitemapChunk
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ class Writer:
         self._thread.start()
         return self
 
-    def put(self, result: PageResult) -> None:
+    def put(self, result: Item) -> None:
         """Queue one result; blocks while the queue is full (backpressure)."""
         self._raise_if_failed()
         self._queue.put(result)
@@ -120,7 +122,7 @@ class Writer:
     # -- the writer thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        pending: list[PageResult] = []
+        pending: list[Item] = []
         deadline = 0.0
         batch_s = self._settings.batch_ms / 1000
         try:
@@ -160,7 +162,7 @@ class Writer:
             if isinstance(item, _Job):
                 self._run_job(None, item)  # error is set: this fails the job
 
-    def _flush(self, conn: Connection, pending: list[PageResult]) -> None:
+    def _flush(self, conn: Connection, pending: list[Item]) -> None:
         if not pending or self.error is not None:
             pending.clear()
             return
@@ -169,7 +171,12 @@ class Writer:
             if self.crawl_id is None:
                 raise RuntimeError("results put before the writer was given a crawl_id")
             with conn.begin():
-                sql.store_results(conn, self.crawl_id, pending, self._now(), self.hosts)
+                now = self._now()
+                chunks = [p for p in pending if isinstance(p, SitemapChunk)]
+                if chunks:
+                    sql.store_sitemap_entries(conn, chunks, now, self.hosts)
+                results = [p for p in pending if isinstance(p, PageResult)]
+                sql.store_results(conn, self.crawl_id, results, now, self.hosts)
             self.batches += 1
             self.rows += len(pending)
         except Exception as exc:

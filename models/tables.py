@@ -25,6 +25,7 @@ from models.base import Base
 
 # Enum values are the public contract (stored by value, as plain text, checked by constraints).
 URL_STATES = ("queued", "fetching", "done", "failed", "blocked", "gone", "excluded")
+URL_KINDS = ("page", "sitemap")
 CRAWL_STATUSES = ("running", "finished", "interrupted", "failed")
 ERROR_KINDS = (
     "dns",
@@ -101,6 +102,7 @@ class Url(Base):
     __tablename__ = "urls"
     __table_args__ = (
         _one_of("state", URL_STATES, "state"),
+        _one_of("kind", URL_KINDS, "kind"),
         Index("ix_urls_host_id_state", "host_id", "state"),
         Index("ix_urls_next_fetch_at", "next_fetch_at"),
     )
@@ -137,6 +139,12 @@ class Url(Base):
     """Hash of the page's normalized text at its last fetch."""
     lease_until: Mapped[dt.datetime | None]
     """While state is fetching: when the claim expires and the URL may be handed out again."""
+    kind: Mapped[str] = mapped_column(String(16), default="page", server_default=text("'page'"))
+    """page (parsed for links) or sitemap (read for the URLs it lists)."""
+    lastmod: Mapped[dt.datetime | None]
+    """The <lastmod> a sitemap gave for this URL."""
+    changefreq: Mapped[str | None] = mapped_column(String(16))
+    """The <changefreq> a sitemap gave for this URL (hourly, daily, ...)."""
 
 
 class Fetch(Base):

@@ -2,14 +2,15 @@
 
 Unit tests use ``responses`` with an injected ``sleep`` that records the waits, so they take
 milliseconds. A few tests talk to a real ``http.server`` on 127.0.0.1 for what ``responses`` cannot
-fake: a drip-feeding server, a refused connection, a body shorter than its Content-Length, and
-connection reuse.
+fake: a drip-feeding server, a refused connection, a body shorter than its Content-Length,
+connection reuse, and the private-network guard (which checks the socket's real peer).
 """
 
 from __future__ import annotations
 
 import gzip
 import http.server
+import io
 import socket
 import threading
 import time
@@ -25,6 +26,8 @@ import responses
 from crawler.config import FetchSettings
 from crawler.errors import ErrorKind
 from crawler.fetcher import ACCEPT, Fetcher, FetchOutcome, _ProxyRules, parse_retry_after
+from crawler.netguard import PrivateAddressError, address_problem
+from tests.siteserver import Page, Redirect, RequestContext, Site, SiteServerFactory
 
 URL = "http://example.test/page"
 HTML = {"Content-Type": "text/html; charset=utf-8"}
@@ -685,3 +688,262 @@ def test_keep_alive_survives_redirects_and_errors(make, server) -> None:
     assert missing is not None
     assert missing.status_code == 404
     assert len(connections) == 1
+
+
+# -- body types, sinks, truncation ----------------------------------------------------------
+
+
+@responses.activate
+def test_body_types_none_downloads_any_type(make) -> None:
+    responses.get(URL, body=b"User-agent: *\n", headers={"Content-Type": "text/plain"})
+    result = make(body_types=None).fetch(URL).result
+    assert result is not None
+    assert result.body == b"User-agent: *\n"
+
+
+@responses.activate
+def test_body_types_chooses_what_is_downloaded(make) -> None:
+    responses.get(URL, body=b"<urlset/>", headers={"Content-Type": "application/xml"})
+    responses.get(URL + "2", body=b"<p>html</p>", headers=HTML)
+    fetcher = make(body_types=frozenset({"application/xml"}))
+    xml = fetcher.fetch(URL).result
+    page = fetcher.fetch(URL + "2").result
+    assert xml is not None
+    assert xml.body == b"<urlset/>"
+    assert page is not None
+    assert page.body is None
+
+
+@responses.activate
+def test_sink_receives_the_body(make) -> None:
+    responses.get(URL, body=b"x" * 200_000, headers=HTML)
+    sink = io.BytesIO()
+    outcome = make().fetch(URL, sink=sink)
+    assert outcome.errors == ()
+    assert outcome.result is not None
+    assert outcome.result.body is None
+    assert outcome.result.content_length == 200_000
+    assert sink.getvalue() == b"x" * 200_000
+
+
+@responses.activate
+def test_sink_is_untouched_when_no_body_is_downloaded(make) -> None:
+    responses.get(URL, body=b"\x89PNG", headers={"Content-Type": "image/png"})
+    sink = io.BytesIO()
+    outcome = make().fetch(URL, sink=sink)
+    assert outcome.result is not None
+    assert sink.getvalue() == b""
+
+
+@responses.activate
+def test_sink_over_the_cap_is_too_large_and_emptied(make) -> None:
+    responses.get(URL, body=b"x" * 300_000, headers=HTML)
+    sink = io.BytesIO()
+    outcome = make(replace(SETTINGS, max_body_bytes=100_000)).fetch(URL, sink=sink)
+    assert kinds(outcome) == [(ErrorKind.TOO_LARGE, 1, True)]
+    assert sink.getvalue() == b""
+
+
+@responses.activate
+def test_truncate_body_keeps_the_first_bytes_without_error(make) -> None:
+    responses.get(URL, body=b"a" * 1000 + b"b" * 299_000, headers=HTML)
+    fetcher = make(replace(SETTINGS, max_body_bytes=1000))
+    outcome = fetcher.fetch(URL, truncate_body=True)
+    assert outcome.errors == ()
+    assert outcome.result is not None
+    assert outcome.result.body == b"a" * 1000
+    assert outcome.result.content_length is not None
+    assert outcome.result.content_length > 1000  # bytes read: tells the body was cut
+    sink = io.BytesIO()
+    outcome = fetcher.fetch(URL, sink=sink, truncate_body=True)
+    assert outcome.errors == ()
+    assert sink.getvalue() == b"a" * 1000
+
+
+class _CutThenWhole:
+    """First hit: 7 of 1000 promised bytes, then the connection closes; later hits: the page."""
+
+    def __call__(self, ctx: RequestContext) -> None:
+        if ctx.hits == 1:
+            ctx.start(200, {"Content-Type": "text/html"}, length=1000)
+            ctx.write(b"partial")
+            ctx.close_connection()
+        else:
+            ctx.send(200, b"<p>whole</p>")
+
+
+@pytest.mark.timeout(10)
+def test_sink_is_rewound_and_truncated_on_a_retry(make, site_server) -> None:
+    site = Site()
+    site.add("/page", _CutThenWhole())
+    server = site_server(site)
+    sink = io.BytesIO(b"kept:")
+    sink.seek(0, io.SEEK_END)
+    outcome = make(replace(SETTINGS, retries=1)).fetch(server.url("/page"), sink=sink)
+    assert kinds(outcome) == [(ErrorKind.CONTENT, 1, False)]
+    assert sink.getvalue() == b"kept:<p>whole</p>"
+    assert outcome.result is not None
+    assert outcome.result.content_length == len(b"<p>whole</p>")
+
+
+# -- before_request -------------------------------------------------------------------------
+
+
+@responses.activate
+def test_before_request_runs_before_every_attempt_and_hop(make) -> None:
+    other = "http://other.test/b"
+    responses.get(URL, status=302, headers={"Location": other})
+    responses.get(other, status=500)
+    responses.get(other, body="<p>ok</p>", headers=HTML)
+    seen: list[tuple[str, int, str]] = []
+
+    def gate(url: str) -> None:
+        seen.append((url, len(responses.calls), threading.current_thread().name))
+
+    outcome = make(replace(SETTINGS, retries=1), before_request=gate).fetch(URL)
+    assert outcome.result is not None
+    assert outcome.result.status_code == 200
+    me = threading.current_thread().name
+    assert seen == [(URL, 0, me), (other, 1, me), (URL, 2, me), (other, 3, me)]
+
+
+@responses.activate
+def test_time_in_before_request_does_not_count_against_the_deadline(make) -> None:
+    responses.get(URL, body="<p>ok</p>", headers=HTML)
+    clock = [1000.0]
+
+    def slow_gate(url: str) -> None:
+        clock[0] += 120.0  # twice total_timeout
+
+    fetcher = make(monotonic=lambda: clock[0], before_request=slow_gate)
+    outcome = fetcher.fetch(URL)
+    assert outcome.errors == ()
+    assert outcome.result is not None
+    assert outcome.result.elapsed_ms == 0
+
+
+@responses.activate
+def test_before_request_raising_ends_the_fetch_unsent(make) -> None:
+    responses.get(URL, body="<p>ok</p>", headers=HTML)
+
+    def refuse(url: str) -> None:
+        raise RuntimeError("shutting down")
+
+    outcome = make(before_request=refuse).fetch(URL)
+    assert kinds(outcome) == [(ErrorKind.OTHER, 1, True)]
+    assert "shutting down" in outcome.errors[0].message
+    assert len(responses.calls) == 0
+
+
+# -- private-network guard ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ip", "problem"),
+    [
+        ("127.0.0.2", "a loopback address"),
+        ("::1", "a loopback address"),
+        ("::ffff:127.0.0.1", "a loopback address"),
+        ("10.1.2.3", "a private address"),
+        ("192.168.0.1", "a private address"),
+        ("::ffff:192.168.0.1", "a private address"),
+        ("fd00::1", "a private address"),
+        ("169.254.169.254", "a link-local address"),
+        ("fe80::1", "a link-local address"),
+        ("224.0.0.1", "a multicast address"),
+        ("0.0.0.0", "an unspecified address"),
+        ("::", "an unspecified address"),
+        ("240.0.0.1", "a reserved address"),
+        ("100.64.0.1", "a non-global address"),
+        ("93.184.216.34", None),
+        ("2606:4700::1", None),
+    ],
+)
+def test_address_problem(ip: str, problem: str | None) -> None:
+    assert address_problem(ip) == problem
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.timeout(10)
+def test_private_peer_is_refused_before_any_request(make, site_server) -> None:
+    site = Site()
+    site.add("/page", Page("<p>secret</p>"))
+    server = site_server(site)
+    asked: list[str] = []
+
+    def allow(host: str) -> bool:
+        asked.append(host)
+        return False
+
+    outcome = make(allow_private=allow).fetch(server.url("/page"))
+    assert kinds(outcome) == [(ErrorKind.OTHER, 1, True)]  # not retried
+    message = outcome.errors[0].message
+    assert message.startswith("PrivateAddressError: refused: 127.0.0.1 is a loopback address")
+    assert "allow_private_networks = true" in message
+    assert outcome.result is None
+    assert asked == ["127.0.0.1"]
+    assert _wait_for(lambda: server.connections >= 1)  # the connection was made...
+    time.sleep(0.05)
+    assert server.log == []  # ...but no request line was sent
+
+
+@pytest.mark.timeout(10)
+def test_private_peer_allowed_for_its_host_works(make, site_server) -> None:
+    site = Site()
+    site.add("/page", Page("<p>mine</p>"))
+    server = site_server(site)
+    fetcher = make(allow_private=lambda host: host == "127.0.0.1")
+    for _ in range(2):  # the second fetch reuses the checked connection
+        outcome = fetcher.fetch(server.url("/page"))
+        assert outcome.errors == ()
+        assert outcome.result is not None
+        assert outcome.result.body == b"<p>mine</p>"
+    assert server.connections == 1
+
+
+@pytest.mark.timeout(10)
+def test_redirect_to_a_refused_private_host_is_a_redirect_error(make, site_server) -> None:
+    site = Site()
+    server = site_server(site, hosts=["127.0.0.2", "127.0.0.3"])
+    target = server.url("/page", host="127.0.0.3")
+    site.add("/go", Redirect(target), host="127.0.0.2")
+    site.add("/page", Page("<p>inside</p>"), host="127.0.0.3")
+    start = server.url("/go", host="127.0.0.2")
+    outcome = make(allow_private=lambda host: host == "127.0.0.2").fetch(start)
+    assert kinds(outcome) == [(ErrorKind.REDIRECT, 1, True)]
+    assert "refused: 127.0.0.3 is a loopback address" in outcome.errors[0].message
+    assert outcome.errors[0].status_code == 301
+    result = outcome.result
+    assert result is not None
+    assert (result.status_code, result.final_url, result.redirects) == (301, start, 0)
+    assert [r.host for r in server.log] == ["127.0.0.2"]
+
+
+def test_private_address_error_is_a_fetch_error() -> None:
+    from crawler.errors import FetchError, classify
+
+    exc = PrivateAddressError("refused")
+    assert isinstance(exc, FetchError)
+    assert classify(exc) is ErrorKind.OTHER
+
+
+@pytest.mark.timeout(10)
+def test_proxied_connections_are_not_checked(
+    make, site_server: SiteServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The peer of a proxied connection is the proxy: the guard does not apply (a limit)."""
+    proxy = site_server(Site())  # answers 404 to the forwarded "GET http://..." request
+    monkeypatch.setenv("http_proxy", proxy.base_url())
+    outcome = make(allow_private=lambda host: False).fetch("http://example.test/page")
+    assert outcome.errors == ()
+    assert outcome.result is not None
+    assert outcome.result.status_code == 404
+    assert [r.path for r in proxy.log] == ["http://example.test/page"]

@@ -52,7 +52,7 @@ class Env:
     crawl_id: int
 
     def seed(self, *urls: str) -> None:
-        seeds = [(u, host_key(u)) for u in urls]
+        seeds = [(u, host_key(u), "page") for u in urls]
         self.writer.run(partial(sql.add_seeds, seeds=seeds, now=T0, hosts=self.writer.hosts))
 
     def claim(self, limit: int = 100, **kwargs: Any) -> list[FetchTask]:
