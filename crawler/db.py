@@ -158,9 +158,21 @@ def upgrade(engine: Engine) -> None:
     try:
         _check_ours(engine)
         cfg = _alembic_config()
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # Batch mode rebuilds tables that others reference: SQLite's documented recipe
+                # is foreign keys off (only possible outside a transaction), then a check.
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+            try:
+                with conn.begin():
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                    if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                        raise DatabaseError("migration left rows that break foreign keys")
+            finally:
+                if sqlite:
+                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
     except DBAPIError as exc:
         raise DatabaseError(
             f"cannot open database '{engine.url.render_as_string(hide_password=True)}': {exc.orig}"

@@ -38,7 +38,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS pages")
     with op.batch_alter_table("urls", schema=None) as batch_op:
-        batch_op.drop_constraint("ck_urls_kind", type_="check")
+        batch_op.drop_constraint(op.f("ck_urls_kind"), type_="check")
         batch_op.drop_column("changefreq")
         batch_op.drop_column("lastmod")
         batch_op.drop_column("kind")
