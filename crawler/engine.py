@@ -25,6 +25,7 @@ from crawler import errors, sql
 from crawler.frontier import Frontier
 from crawler.pool import StreamingPool
 from crawler.records import CrawlStatus, ErrorRecord, FetchTask, PageResult, URLState
+from crawler.urls import host_key
 from crawler.work import blocked_result
 from crawler.writer import Writer, WriterFailed, utc_now
 
@@ -178,6 +179,8 @@ class Engine:
                 result = outcome
             f = result.fetch
             self._frontier.done(task, retry_after_s=result.retry_after_s)
+            if result.final_url is not None:
+                self._frontier.discard(result.final_url, host_key(result.final_url))
             self.stats.add(result)
             try:
                 self._writer.put(result)

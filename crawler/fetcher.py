@@ -32,6 +32,9 @@ Decisions:
   and ``content_length`` (bytes read) is larger than ``max_body_bytes``, which tells it was cut.
 * **Before every request** -- each attempt and each redirect hop -- ``before_request(url)`` is
   called in the calling thread (the engine's per-host politeness gate; it may block briefly).
+  It may return a *release* callable: the connection calls it right after the request's bytes
+  are written (:data:`crawler.netguard.sent_hook`), or the fetcher calls it when the request
+  failed before that; either way exactly once, so the gate measures real send times.
   Time spent in it counts neither against ``total_timeout`` nor in ``elapsed_ms``. An exception
   from it ends the attempt as a final ``other`` error.
 * **Private networks.** With ``allow_private`` set, every direct connection is checked once
@@ -85,7 +88,7 @@ import urllib3.exceptions
 from crawler import errors
 from crawler.config import FetchSettings
 from crawler.errors import DeadlineError, ErrorKind, RedirectError
-from crawler.netguard import GuardedAdapter, PrivateAddressError, guarded_pool_classes
+from crawler.netguard import GuardedAdapter, PrivateAddressError, guarded_pool_classes, sent_hook
 from crawler.records import ErrorRecord, FetchResult
 
 __all__ = ["HTML_TYPES", "FetchOutcome", "Fetcher", "PrivateAddressError", "parse_retry_after"]
@@ -293,8 +296,9 @@ class Fetcher:
         redirect_filter: Callable[[str], str | None] | None = None,
         pool_hosts: int = 32,
         body_types: frozenset[str] | None = HTML_TYPES,
-        before_request: Callable[[str], None] | None = None,
+        before_request: Callable[[str], Callable[[], object] | None] | None = None,
         allow_private: Callable[[str], bool] | None = None,
+        on_retry_after: Callable[[str, float], object] | None = None,
     ) -> None:
         """``redirect_filter(target)`` returns a reason to refuse a redirect hop, or None.
 
@@ -302,11 +306,14 @@ class Fetcher:
         ``body_types``: the media types whose body is downloaded (``None``: any).
         ``before_request(url)`` runs right before every HTTP request (attempts and hops).
         ``allow_private(host)``: when given, refuse non-public peers unless it returns True.
+        ``on_retry_after(url, seconds)``: called when a ``Retry-After`` is about to be honoured,
+        so the engine can hold every request to that host, not only this URL's retry.
         See the module docstring for each.
         """
         self._settings = settings
         self._body_types = body_types
         self._before_request = before_request
+        self._on_retry_after = on_retry_after
         self._pool_classes = guarded_pool_classes(allow_private) if allow_private else None
         self._sleep = sleep
         self._should_stop = should_stop
@@ -387,6 +394,8 @@ class Fetcher:
         if state.outcome is not None and not state.outcome.failed:
             attempt: _Attempt = state.outcome.result()
             if attempt.result is not None and attempt.result.retry_after_s is not None:
+                if self._on_retry_after is not None:  # hold the whole host, not just this URL
+                    self._on_retry_after(attempt.result.final_url, attempt.result.retry_after_s)
                 return attempt.result.retry_after_s
         s = self._settings
         ceiling = min(s.backoff_max_s, s.backoff_base_s * 2.0 ** (state.attempt_number - 1))
@@ -463,12 +472,14 @@ class Fetcher:
         try:
             adapter = self._adapter()
             while True:
+                release: Callable[[], object] | None = None
                 if self._before_request is not None:
                     gate = self._monotonic()
-                    self._before_request(current)
+                    release = self._before_request(current)
                     waited = self._monotonic() - gate  # the gate's wait is not the server's
                     start += waited
                     deadline += waited
+                sent_hook.fn = release
                 try:
                     response = self._send(adapter, current, headers, deadline)
                 except PrivateAddressError as exc:
@@ -477,6 +488,12 @@ class Fetcher:
                         exc.status_code = hop.status_code
                         result = self._result(url, chain[-1], hop, chain[:-1], start, None)
                     raise
+                finally:
+                    # Normally the connection fired it right after writing the request; if it
+                    # never did (no connection, a proxy), the gate is released now.
+                    sent_hook.fn = None
+                    if release is not None:
+                        release()
                 location = response.headers.get("Location")
                 if response.status_code not in REDIRECT_STATUSES or not location:
                     break

@@ -208,6 +208,19 @@ class Frontier:
             self._buffered -= len(slot.queue)
             slot.queue.clear()
 
+    def discard(self, url: str, host: str) -> bool:
+        """Drop a buffered, unstarted task for ``url`` (it became known some other way, e.g. as
+        a redirect's target); True if one was dropped."""
+        for slot in self._slots.values():
+            if slot.host != host:
+                continue
+            for task in slot.queue:
+                if task.url == url:
+                    slot.queue.remove(task)
+                    self._buffered -= 1
+                    return True
+        return False
+
     def take(self) -> tuple[list[FetchTask], list[FetchTask]]:
         """The tasks found blocked and the tasks released since the last call."""
         blocked, released = self.blocked, self.released

@@ -34,6 +34,7 @@ Must not: resolve names, keep state beyond the ``allow_private`` callable, or lo
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -103,6 +104,21 @@ def _check_peer(conn: urllib3.connection.HTTPConnection, allow: AllowPrivate) ->
     raise PrivateAddressError(f"refused: {shown} is {problem}; {HINT}")
 
 
+class _SentHook(threading.local):
+    fn: Callable[[], object] | None = None
+
+
+sent_hook = _SentHook()
+"""Per thread: called once right after a request's bytes are written to the socket (the
+politeness gate records the real start of the request then, not when it let the thread go)."""
+
+
+def _fire_sent_hook() -> None:
+    fn, sent_hook.fn = sent_hook.fn, None
+    if fn is not None:
+        fn()
+
+
 class GuardedHTTPConnection(urllib3.connection.HTTPConnection):
     """An ``HTTPConnection`` that checks its peer once connected; see the module docstring."""
 
@@ -111,6 +127,10 @@ class GuardedHTTPConnection(urllib3.connection.HTTPConnection):
     def connect(self) -> None:
         super().connect()
         _check_peer(self, type(self).allow_private)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        _fire_sent_hook()
 
 
 class GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
@@ -121,6 +141,10 @@ class GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
     def connect(self) -> None:
         super().connect()
         _check_peer(self, type(self).allow_private)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        _fire_sent_hook()
 
 
 def guarded_pool_classes(

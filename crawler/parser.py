@@ -118,7 +118,12 @@ def parse_html(
     canonical: str | None = None
     for tag in soup.find_all("link", href=True):
         if "canonical" in _rel_tokens(tag):
-            canonical = resolve_link(base, _attr(tag, "href") or "")
+            canonical = resolve_link(
+                base,
+                _attr(tag, "href") or "",
+                sort_query=sort_query,
+                strip_tracking=strip_tracking,
+            )
             break
 
     nofollow_by_url: dict[str, bool] = {}

@@ -27,8 +27,12 @@ MAX_CRAWL_DELAY_S = 60.0
 """The longest ``Crawl-delay`` honoured: a larger one would stall a host for a whole crawl."""
 
 GATE_MARGIN_S = 0.01
-"""Added to every non-zero delay: the time from the gate to the request's first byte varies by
-a millisecond or so, and the delay is a promise measured at the server."""
+"""Added to every non-zero delay: the delay is a promise measured at the server, and the
+network and the server's own scheduling add a little jitter after our send."""
+
+
+def _noop() -> None:
+    return None
 
 
 @dataclass(slots=True)
@@ -73,26 +77,49 @@ class HostGate:
             if idle and not entry.lock.locked():
                 del self._hosts[host]
 
-    def wait_turn(self, url: str) -> None:
-        """Block until a request to ``url``'s host may start, and record that it starts now."""
+    def wait_turn(self, url: str) -> Callable[[], None]:
+        """Block until a request to ``url``'s host may start; return *release*, to be called
+        the moment the request has been sent (the fetcher does, exactly once).
+
+        The host stays locked from here to release, and release records the send time, so the
+        next request to the host waits ``delay`` after the previous one really left — however
+        long this thread then took to get the GIL, open a connection and write the request.
+        """
         try:
             host = host_key(url)
         except ValueError:
-            return  # not a URL we can key: the fetcher will refuse it anyway
+            return _noop  # not a URL we can key: the fetcher will refuse it anyway
         entry = self._entry(host)
         delay = self._delay_for(host)
         if delay > 0:
             delay += GATE_MARGIN_S
-        with entry.lock:
+        entry.lock.acquire()
+        try:
             start = max(entry.last_start + delay, entry.not_before)
             now = self._clock()
             while start > now:
                 self._sleep(start - now)
                 now = self._clock()
-            entry.last_start = now
+        except BaseException:
+            entry.lock.release()
+            raise
+        released = False
 
-    def push_back(self, host: str, seconds: float) -> None:
-        """No request to ``host`` before ``seconds`` from now (a ``Retry-After``)."""
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                entry.last_start = self._clock()
+                entry.lock.release()
+
+        return release
+
+    def push_back(self, url: str, seconds: float) -> None:
+        """No request to ``url``'s host before ``seconds`` from now (a ``Retry-After``)."""
+        try:
+            host = host_key(url)
+        except ValueError:
+            return
         entry = self._entry(host)
         entry.not_before = max(entry.not_before, self._clock() + seconds)
 

@@ -92,6 +92,7 @@ from protego import Protego
 
 from crawler.config import FetchSettings
 from crawler.errors import ErrorKind
+from crawler.netguard import PrivateAddressError
 
 if TYPE_CHECKING:
     from crawler.fetcher import Fetcher
@@ -133,12 +134,14 @@ class RobotsPolicy:
     """Text to cache in ``hosts.robots_txt``: ``""`` for allow-all (4xx), None if unreachable."""
     unreachable: bool = False
     """5xx, 429, timeout or no connection: disallow everything for now and try again later."""
+    refused: str | None = None
+    """Why we may not connect to the host at all (a private address): its URLs fail with this."""
     _parser: Protego | None = field(default=None, repr=False, compare=False)
     _token: str = field(default="*", repr=False, compare=False)
 
     def can_fetch(self, url: str) -> bool:
         """True when ``url`` (on this policy's host) may be fetched."""
-        if self.unreachable:
+        if self.unreachable or self.refused:
             return False
         if self._parser is None:
             return True
@@ -180,6 +183,9 @@ def fetch_robots(fetcher: Fetcher, host: str, user_agent: str) -> RobotsPolicy:
     outcome = fetcher.fetch(host.rstrip("/") + "/robots.txt", truncate_body=True)
     result = outcome.result
     error = outcome.errors[-1].kind if outcome.failed else None
+    if outcome.failed and outcome.errors[-1].message.startswith(PrivateAddressError.__name__):
+        # Not "unreachable, try later": the host itself is off limits, now and later.
+        return RobotsPolicy(refused=outcome.errors[-1].message.partition(": ")[2])
     if result is None:
         return policy_from_response(user_agent, None, None, error=error)
     body = result.body

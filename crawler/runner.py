@@ -31,7 +31,7 @@ from crawler.pool import StreamingPool
 from crawler.records import CrawlStatus, FetchTask, PageResult
 from crawler.robots import fetch_robots, robots_fetch_settings
 from crawler.seeds import Seed, SeedProblem, read_seed_file
-from crawler.urls import Scope, host_key
+from crawler.urls import Scope, canonicalize, host_key
 from crawler.work import LinkPolicy, PageWorker, SitemapReader
 from crawler.writer import Writer, utc_now
 
@@ -92,6 +92,7 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
             body_types=body_types,
             before_request=gate.wait_turn,
             allow_private=allow_private,
+            on_retry_after=gate.push_back,
         )
 
     page_fetcher = fetcher(config.fetch, HTML_TYPES)
@@ -188,8 +189,10 @@ def run_crawl(
         if requeued:
             log.info("requeued %d URLs left fetching by an earlier run", requeued)
         n_seeds = 0
+        sort_query, strip = config.scope.sort_query, config.scope.strip_tracking
         for batch in iter(lambda: list(itertools.islice(seeds, SEED_BATCH)), []):
-            pairs = [(s.url, host_key(s.url), seed_kind(s.url)) for s in batch]
+            urls = [canonicalize(s.url, sort_query=sort_query, strip_tracking=strip) for s in batch]
+            pairs = [(u, host_key(u), seed_kind(u)) for u in urls]
             writer.run(partial(sql.add_seeds, seeds=pairs, now=utc_now(), hosts=writer.hosts))
             n_seeds += len(batch)
         crawl_id = writer.run(

@@ -448,13 +448,19 @@ def store_results(
 def _store_redirect_targets(
     conn: Connection, results: Sequence[PageResult], now: dt.datetime, hosts: HostCache
 ) -> None:
-    """A redirect's in-scope final URL becomes known as ``done``: its content is in the fetch
-    of the URL that redirected, and it must not become a second page. Known URLs are left."""
+    """A redirect's in-scope final URL becomes ``done``: its content is in the fetch of the URL
+    that redirected, and it must not become a second page. One still waiting in the frontier
+    (queued, or claimed and not started: the engine drops it from the buffer) is done too."""
     rows = [(res, res.final_url) for res in results if res.final_url]
     if not rows:
         return
     host_ids = hosts.ids(conn, {host_key(url) for _, url in rows})
-    stmt = _insert(conn, urls_t).on_conflict_do_nothing(index_elements=["url"])
+    ins = _insert(conn, urls_t)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["url"],
+        set_={"state": URLState.DONE.value, "lease_until": None},
+        where=urls_t.c.state.in_([URLState.QUEUED.value, URLState.FETCHING.value]),
+    )
     conn.execute(
         stmt,
         [
@@ -478,13 +484,15 @@ def _store_robots(
 ) -> None:
     """Cache fetched robots.txt in ``hosts``; queue the sitemaps it lists (when asked to)."""
     for rec in records:
-        values: dict[str, Any] = {
-            "robots_fetched_at": rec.fetched_at,
-            "crawl_delay": rec.crawl_delay,
-        }
-        if rec.body is not None:
-            values["robots_txt"] = rec.body
-        conn.execute(update(hosts_t).where(hosts_t.c.id == rec.host_id).values(**values))
+        if rec.body is None:
+            continue  # unreachable: keep what an earlier fetch cached, and its age
+        conn.execute(
+            update(hosts_t)
+            .where(hosts_t.c.id == rec.host_id)
+            .values(
+                robots_txt=rec.body, robots_fetched_at=rec.fetched_at, crawl_delay=rec.crawl_delay
+            )
+        )
     sitemaps = {url for rec in records for url in rec.sitemaps}
     if sitemaps:
         host_ids = hosts.ids(conn, {host_key(u) for u in sitemaps})

@@ -125,6 +125,9 @@ class PageWorker:
         robots.txt this call fetched (for the writer to cache), or None."""
         policy, fresh, failures = cache.get(task.host)
         now = self._now()
+        if policy.refused:
+            err = ErrorRecord(ErrorKind.OTHER, policy.refused, 1, True, now)
+            return PageResult(task, URLState.FAILED, errors=(err,))
         record = self._robots_record(task, policy, now) if fresh else None
         if policy.unreachable:
             final = failures >= ROBOTS_MAX_FAILURES
@@ -148,7 +151,7 @@ class PageWorker:
             found = []
             for url in policy.sitemaps:
                 try:
-                    canonical = canonicalize(url)
+                    canonical = self._canonical(url)
                 except ValueError:
                     continue
                 if self._links.scope.allows(canonical) or host_key(canonical) == task.host:
@@ -229,13 +232,18 @@ class PageWorker:
             final_url=self._redirect_target(task, r),
         )
 
+    def _canonical(self, url: str) -> str:
+        """The crawl's canonical form (with its query options); ValueError if not http(s)."""
+        links = self._links
+        return canonicalize(url, sort_query=links.sort_query, strip_tracking=links.strip_tracking)
+
     def _redirect_target(self, task: FetchTask, r: FetchResult) -> str | None:
         """The canonical URL a redirect ended on, when it is another in-scope URL: the writer
         marks it known, so the page is not fetched a second time under its own name."""
         if not r.redirects or r.status_code >= 300:
             return None
         try:
-            target = canonicalize(r.final_url)
+            target = self._canonical(r.final_url)
         except ValueError:
             return None
         if target == task.url or not self._links.scope.allows(target):
@@ -267,7 +275,13 @@ class PageWorker:
                 return PageResult(task, URLState.FAILED, fetch=r, errors=tuple(errs))
             spool.seek(0)
             stream = cast(BinaryIO, spool)
-            entries = parse_sitemap(stream, base_url=r.final_url, max_entries=reader.max_entries)
+            entries = parse_sitemap(
+                stream,
+                base_url=r.final_url,
+                max_entries=reader.max_entries,
+                sort_query=self._links.sort_query,
+                strip_tracking=self._links.strip_tracking,
+            )
             try:
                 while chunk := list(itertools.islice(entries, SITEMAP_CHUNK)):
                     reader.sink(SitemapChunk(task, self._sitemap_entries(task, chunk)))

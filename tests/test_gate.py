@@ -35,7 +35,7 @@ def test_gate_spaces_requests_to_one_host_by_its_delay() -> None:
     gate = HostGate(lambda host: 0.5, clock=t.clock, sleep=t.sleep)
     starts = []
     for _ in range(3):
-        gate.wait_turn("http://a.example/x")
+        gate.wait_turn("http://a.example/x")()
         starts.append(t.now)
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(abs(g - (0.5 + GATE_MARGIN_S)) < 1e-9 for g in gaps)
@@ -44,9 +44,9 @@ def test_gate_spaces_requests_to_one_host_by_its_delay() -> None:
 def test_gate_does_not_make_other_hosts_wait() -> None:
     t = FakeTime()
     gate = HostGate(lambda host: 5.0, clock=t.clock, sleep=t.sleep)
-    gate.wait_turn("http://a.example/")
-    gate.wait_turn("http://b.example/")
-    gate.wait_turn("https://a.example/")  # another scheme is another origin
+    gate.wait_turn("http://a.example/")()
+    gate.wait_turn("http://b.example/")()
+    gate.wait_turn("https://a.example/")()  # another scheme is another origin
     assert t.slept == []
 
 
@@ -55,10 +55,10 @@ def test_gate_delay_comes_from_the_host_and_zero_means_no_wait() -> None:
     delays = {"http://slow.example:80": 2.0}
     gate = HostGate(lambda host: delays.get(host, 0.0), clock=t.clock, sleep=t.sleep)
     for _ in range(3):
-        gate.wait_turn("http://fast.example/")
+        gate.wait_turn("http://fast.example/")()
     assert t.slept == []
-    gate.wait_turn("http://slow.example/")
-    gate.wait_turn("http://slow.example/")
+    gate.wait_turn("http://slow.example/")()
+    gate.wait_turn("http://slow.example/")()
     assert len(t.slept) == 1
     assert abs(t.slept[0] - (2.0 + GATE_MARGIN_S)) < 1e-9
 
@@ -66,10 +66,10 @@ def test_gate_delay_comes_from_the_host_and_zero_means_no_wait() -> None:
 def test_gate_push_back_holds_the_host_until_then() -> None:
     t = FakeTime()
     gate = HostGate(lambda host: 0.0, clock=t.clock, sleep=t.sleep)
-    gate.wait_turn("http://a.example/")
-    gate.push_back("http://a.example:80", 30.0)
+    gate.wait_turn("http://a.example/")()
+    gate.push_back("http://a.example/page", 30.0)
     start = t.now
-    gate.wait_turn("http://a.example/")
+    gate.wait_turn("http://a.example/")()
     assert t.now - start == 30.0
 
 
@@ -81,7 +81,7 @@ def test_gate_under_real_threads_never_starts_two_requests_within_the_delay() ->
     lock = threading.Lock()
 
     def go() -> None:
-        gate.wait_turn("http://a.example/")
+        gate.wait_turn("http://a.example/")()
         with lock:
             starts.append(time.monotonic())
 

@@ -110,6 +110,24 @@ def test_private_address_not_followed_unless_allowed(site_server, tmp_path: Path
     assert final == 1, (kind, message)
     assert "allow_private_networks" in message, (kind, message)
 
+    # With robots.txt on, the refused robots.txt request is not "unreachable, try later": the
+    # URL fails at once with the same reason, and nothing reaches the private host.
+    robots_on = tmp_path / "robots"
+    robots_on.mkdir()
+    srv.reset_log()
+    with_robots = {**external, "politeness": {"obey_robots": True}}
+    assert crawl(robots_on, [srv.url("/", h2)], "--max-time", "20", settings=with_robots) in (0, 1)
+    assert set(by_host(srv.log)) == {h2}
+    assert url_states(robots_on / "crawl.db")[target] == "failed"
+    [(kind, final, message)] = query(
+        robots_on / "crawl.db",
+        "select e.kind, e.final, e.message from errors e join urls u on u.id = e.url_id "
+        "where u.url = ?",
+        target,
+    )
+    assert (kind, final) == ("other", 1)
+    assert "allow_private_networks" in message
+
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     srv.reset_log()

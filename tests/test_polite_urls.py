@@ -126,12 +126,6 @@ def test_redirect_target_linked_directly_is_one_page(
     assert len(gets(srv, "/new")) <= 2
 
 
-@pytest.mark.xfail(
-    reason="known bug: when /new is already queued or claimed before /old's redirect to it is "
-    "stored, _store_redirect_targets leaves it alone (ON CONFLICT DO NOTHING) and /new is "
-    "fetched a second time as its own page",
-    strict=True,
-)
 def test_redirect_target_not_fetched_again_as_its_own_page(site_server, tmp_path: Path) -> None:
     srv = site_server(hosts=["127.0.0.2"])
     redirect_site(srv, ["/old", "/new"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import sqlite3
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from crawler.politeness import HostGate, RobotsCache
+from crawler.politeness import RobotsCache
 from crawler.records import FetchTask, URLState
 from crawler.robots import RobotsPolicy, policy_from_cache
-from crawler.urls import Scope, host_key
+from crawler.urls import Scope
 from crawler.work import ROBOTS_MAX_FAILURES, LinkPolicy, PageWorker
-from tests.crawlkit import crawl, query
+from tests.crawlkit import crawl, crawl_in_subprocess, query
 from tests.siteserver import (
     FailThenSucceed,
     Page,
@@ -94,36 +93,11 @@ def robots(text: str) -> Page:
     return Page(text, content_type="text/plain")
 
 
-SERVER_JITTER_S = 0.15
-"""How much closer than ``delay`` two starts may look in the server's log on a loaded machine:
-the time from the crawler's gate to the server reading the request line varies by up to this
-much (GIL and scheduling with 32 fetch threads on two cores). See the xfail test below."""
-
-
-@pytest.fixture
-def gate_log(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[float]]:
-    """Record, per host key, when each request passed the crawler's HostGate."""
-    passed: dict[str, list[float]] = defaultdict(list)
-    lock = threading.Lock()
-    real = HostGate.wait_turn
-
-    def wait_turn(self: HostGate, url: str) -> None:
-        real(self, url)
-        now = time.monotonic()
-        with lock:
-            passed[host_key(url)].append(now)
-
-    monkeypatch.setattr(HostGate, "wait_turn", wait_turn)
-    return passed
-
-
 # --------------------------------------------------------------------------- 1. politeness
 
 
 @pytest.mark.timeout(120)
-def test_twenty_hosts_polite_without_head_of_line_blocking(
-    site_server, tmp_path: Path, gate_log: dict[str, list[float]]
-) -> None:
+def test_twenty_hosts_polite_without_head_of_line_blocking(site_server, tmp_path: Path) -> None:
     hosts = loopback_hosts(20)
     srv = site_server(hosts=hosts)
     gen = generate_site(srv.hosts, 25, port=srv.port, seed=11, site=srv.site)
@@ -132,8 +106,10 @@ def test_twenty_hosts_polite_without_head_of_line_blocking(
         "politeness": {"obey_robots": True, "delay": 0.2, "per_host_concurrency": 2},
     }
     t0 = time.monotonic()
-    assert crawl(tmp_path, gen.root_urls, settings=settings) == 0
+    # The crawler runs in its own process: the server's clock must not wait for its GIL.
+    done = crawl_in_subprocess(tmp_path, gen.root_urls, settings=settings)
     wall = time.monotonic() - t0
+    assert done.returncode == 0, done.stderr
     db = tmp_path / "crawl.db"
 
     log = srv.log
@@ -147,13 +123,10 @@ def test_twenty_hosts_polite_without_head_of_line_blocking(
     # Concurrency: never more than 2 at once per host, by the server's own count and the log.
     assert max(srv.max_concurrent_per_host.values()) <= 2
     assert max(max_overlap(rs) for rs in per_host.values()) <= 2
-    # Spacing: exact at the crawler's gate; at the server, within scheduling jitter.
-    assert len(gate_log) == 20
-    gate_min = min(min(start_gaps_t(sorted(ts))) for ts in gate_log.values())
-    assert gate_min >= 0.2, f"the gate let two requests {gate_min:.3f}s apart"
+    # Spacing, judged by the server: no host ever saw two requests start closer than 0.2 s.
     server_gaps = [g for rs in per_host.values() for g in start_gaps(rs)]
     server_min = min(server_gaps)
-    assert server_min >= 0.2 - SERVER_JITTER_S
+    assert server_min >= 0.2, f"two requests to one host {server_min:.4f}s apart"
     # Throughput: close to 20 hosts / 0.2 s = 100 pages/s, so no host held up another. Measured
     # over the crawl's own run (the crawls row: from the first claim to the end, after the
     # database was opened and migrated), and shown for the whole CLI call and the server's log.
@@ -166,34 +139,9 @@ def test_twenty_hosts_polite_without_head_of_line_blocking(
     print(
         f"\n20 hosts: {pages} pages, {len(log)} requests; crawl run {run_s:.2f}s = {rate:.1f} "
         f"pages/s; CLI call {wall:.2f}s = {pages / wall:.1f} pages/s; server span {span:.2f}s "
-        f"= {pages / span:.1f} pages/s; min gap at gate {gate_min:.4f}s, at server "
-        f"{server_min:.4f}s ({sum(g < 0.2 for g in server_gaps)}/{len(server_gaps)} gaps < 0.2s)"
+        f"= {pages / span:.1f} pages/s; min gap at the server {server_min:.4f}s"
     )
-    assert rate >= 75, f"{rate:.1f} pages/s over {run_s:.2f}s"
-
-
-def start_gaps_t(times: list[float]) -> list[float]:
-    return [b - a for a, b in itertools.pairwise(times)]
-
-
-@pytest.mark.xfail(
-    reason="known bug: HostGate spaces requests when they pass the gate, with a 10 ms margin; "
-    "the time from the gate to the server reading the request varies by tens of ms under "
-    "load, so the server can see two starts closer than `delay`",
-    strict=False,
-)
-@pytest.mark.timeout(60)
-def test_server_never_sees_two_starts_closer_than_delay(site_server, tmp_path: Path) -> None:
-    hosts = loopback_hosts(10)
-    srv = site_server(hosts=hosts)
-    gen = generate_site(srv.hosts, 15, port=srv.port, seed=5, site=srv.site)
-    settings = {
-        "crawl": {"workers": 32},
-        "politeness": {"obey_robots": True, "delay": 0.2, "per_host_concurrency": 2},
-    }
-    assert crawl(tmp_path, gen.root_urls, settings=settings) == 0
-    gaps = [g for rs in by_host(srv.log).values() for g in start_gaps(rs)]
-    assert min(gaps) >= 0.2
+    assert rate >= 80, f"{rate:.1f} pages/s over {run_s:.2f}s"
 
 
 # --------------------------------------------------------------------------- 2. robots.txt
@@ -493,12 +441,6 @@ def test_retry_after_is_honoured_and_other_hosts_go_on(site_server, tmp_path: Pa
     ) == [("http_status", 503, 1, 0)]
 
 
-@pytest.mark.xfail(
-    reason="known bug: a Retry-After during the fetcher's own retry does not push the host "
-    "back (HostGate.push_back is never called), so other URLs of that host are requested "
-    "while it asked us to wait",
-    strict=False,
-)
 def test_retry_after_pushes_the_whole_host_back(site_server, tmp_path: Path) -> None:
     h2, h3 = hosts = loopback_hosts(2)
     srv = site_server(hosts=hosts)
@@ -507,10 +449,16 @@ def test_retry_after_pushes_the_whole_host_back(site_server, tmp_path: Path) -> 
     two = layer(RETRY_SETTINGS, {"politeness": {"per_host_concurrency": 2}})
     assert crawl(tmp_path, [srv.url("/", h) for h in hosts], settings=two) == 0
     first, second = gets(srv, "/ra", h2)
+    # The wait starts when the 503 reaches the crawler (allow a request already on its way) and
+    # ends after Retry-After: 1; then any request may go, the retry or another URL.
+    on_its_way = 0.05
     during = [
-        r.path for r in srv.log if r.host == h2 and first.finished < r.started < second.started
+        (r.path, round(r.started - first.finished, 3))
+        for r in srv.log
+        if r.host == h2 and first.finished + on_its_way < r.started < first.finished + 1.0
     ]
     assert during == []
+    assert second.started >= first.finished + 1.0
 
 
 # --------------------------------------------------------------------------- 4. frontier order
