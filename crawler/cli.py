@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
 import signal
 import sys
 import threading
@@ -20,6 +22,7 @@ from typing import Any, NoReturn
 from crawler import __version__
 from crawler.config import Config, load_config
 from crawler.errors import UsageError
+from crawler.logs import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SETTINGS = Path("settings.toml")
@@ -61,7 +64,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="PATH_OR_URL", help="SQLite file or SQLAlchemy URL [crawl.db]")
     p.add_argument("--config", metavar="FILE", type=Path, help="settings file [./settings.toml]")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    p.add_argument(
+        "-q", "--quiet", action="count", default=0, help="less log output, no progress display"
+    )
+    p.add_argument("--log-file", type=Path, metavar="FILE", help="write the log here, not stderr")
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="json: one object a line"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=CRAWL_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    crawl.add_argument("seed_file", type=Path, help="one URL per line; # comments, blanks ok")
+    crawl.add_argument(
+        "seed_file", type=Path, nargs="?", help="one URL per line; # comments, blanks ok"
+    )
+    crawl.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the latest crawl in the database, with its settings (no seed file needed)",
+    )
     crawl.add_argument("--workers", type=int, metavar="N", help="fetcher threads [16]")
     crawl.add_argument("--max-pages", type=int, metavar="N", help="stop after N pages [no limit]")
     crawl.add_argument("--max-depth", type=int, metavar="N", help="links from a seed [no limit]")
@@ -112,20 +128,11 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     return argv
 
 
-def _setup_logging(verbose: int, quiet: int) -> None:
-    level = logging.INFO - 10 * verbose + 10 * quiet
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(max(logging.DEBUG, min(level, logging.CRITICAL)))
-    for noisy in ("urllib3", "alembic"):  # their INFO lines are not the user's business
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-def _config(args: argparse.Namespace) -> Config:
+def _config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> Config:
+    """The run's settings. With ``stored`` (a resumed crawl's), those are the base, and only an
+    explicit ``--config`` file goes over them (a ./settings.toml of defaults would undo them)."""
     path: Path | None = args.config
-    if path is None and DEFAULT_SETTINGS.is_file():
+    if path is None and stored is None and DEFAULT_SETTINGS.is_file():
         path = DEFAULT_SETTINGS
     overrides: dict[str, dict[str, Any]] = {"store": {"db": args.db}}
     if args.command == "crawl":
@@ -137,18 +144,24 @@ def _config(args: argparse.Namespace) -> Config:
             "user_agent": args.user_agent,
         }
         overrides["fetch"] = {"total_timeout": args.timeout}
-    return load_config(path, overrides=overrides)
+    return load_config(path, overrides=overrides, base=stored, base_source="the resumed crawl")
 
 
 class _Signals:
-    """First SIGINT/SIGTERM: stop gracefully. Second SIGINT: stop now (KeyboardInterrupt)."""
+    """First SIGINT/SIGTERM: stop gracefully (pages in flight finish, within ``shutdown_grace``).
+    Second: stop now (what has not finished goes back to the frontier). Third: exit at once."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
+        self.abort = threading.Event()
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if self.abort.is_set():
+            os._exit(EXIT_INTERRUPTED)  # the user insists; committed data is safe (WAL)
+        if self.stop.is_set():
+            self.abort.set()
+            log.warning("stopping now: storing what is complete")
+            return
         self.stop.set()
         log.warning("stopping: finishing pages in flight (press Ctrl-C again to stop at once)")
 
@@ -160,18 +173,31 @@ class _Signals:
 
 def _cmd_crawl(args: argparse.Namespace, config: Config) -> int:
     from crawler.records import CrawlStatus
-    from crawler.runner import run_crawl
+    from crawler.runner import ProgressOptions, run_crawl
     from crawler.summary import format_summary
 
     signals = _Signals()
     signals.install()
+    progress = None
+    if not args.quiet:
+        live = sys.stderr.isatty() and args.log_file is None
+        progress = ProgressOptions(live=live, interval_s=config.crawl.progress_interval)
     outcome = run_crawl(
         config,
         args.seed_file,
         stop=signals.stop,
+        abort=signals.abort,
         on_seed_problem=lambda p: print(p, file=sys.stderr),  # str(p) is "FILE:LINE: why: text"
+        progress=progress,
     )
-    print(format_summary(outcome, db=config.store.db))
+    print(format_summary(outcome, db=config.store.db, resume=_resume_command(args)))
+    if outcome.abandoned:
+        # Threads still stuck in fetches given up on would hold the process open until their
+        # sockets time out; everything complete is stored, so leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(EXIT_INTERRUPTED if outcome.status is CrawlStatus.INTERRUPTED else EXIT_OK)
     if outcome.status is CrawlStatus.INTERRUPTED:
         return EXIT_INTERRUPTED
     if outcome.status is CrawlStatus.FAILED:
@@ -180,6 +206,33 @@ def _cmd_crawl(args: argparse.Namespace, config: Config) -> int:
     if stats.pages + stats.failed > 0 and stats.ok_pages == 0:
         return EXIT_FAILED  # there was work, and none of it succeeded
     return EXIT_OK
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The exact command that continues this crawl."""
+    parts = ["python -m crawler crawl --resume"]
+    if args.db:
+        parts.append(f"--db {shlex.quote(args.db)}")
+    if args.config:
+        parts.append(f"--config {shlex.quote(str(args.config))}")
+    return " ".join(parts)
+
+
+def _crawl_config(args: argparse.Namespace) -> Config:
+    """Settings for ``crawl``; with ``--resume``, on top of the resumed crawl's own."""
+    from crawler.runner import stored_settings
+
+    config = _config(args)
+    if args.seed_file is None and not args.resume:
+        raise UsageError("crawl needs a seed file, or --resume to continue the latest crawl")
+    if not args.resume:
+        return config
+    latest = stored_settings(config.store.db)
+    if latest is None:
+        raise UsageError(f"nothing to resume: no crawl in database '{config.store.db}'")
+    crawl_id, stored = latest
+    log.info("resuming crawl %d with its settings", crawl_id)
+    return _config(args, stored)
 
 
 def _cmd_db(args: argparse.Namespace, config: Config) -> int:
@@ -200,12 +253,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    _setup_logging(args.verbose, args.quiet)
     try:
-        config = _config(args)
+        setup_logging(
+            verbose=args.verbose, quiet=args.quiet, log_file=args.log_file, fmt=args.log_format
+        )
+    except OSError as exc:
+        sys.stderr.write(f"crawler: cannot write log file '{args.log_file}': {exc.strerror}\n")
+        return EXIT_USAGE
+    try:
         if args.command == "crawl":
-            return _cmd_crawl(args, config)
-        return _cmd_db(args, config)
+            return _cmd_crawl(args, _crawl_config(args))
+        return _cmd_db(args, _config(args))
     except UsageError as exc:
         sys.stderr.write(f"crawler: {exc}\n")
         return EXIT_USAGE

@@ -37,6 +37,11 @@ class CrawlSettings:
     """Sent with every request and matched against robots.txt groups; add a contact URL."""
     max_time_s: float = 0.0
     """Stop gracefully after this many seconds; 0 means no limit."""
+    shutdown_grace: float = 10.0
+    """Seconds fetches in flight may take to finish after Ctrl-C or a limit; then they are
+    given back to the frontier for the next run."""
+    progress_interval: float = 10.0
+    """Seconds between progress log lines when stderr is not a terminal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,8 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("crawl", "max_pages"): (lambda v: v >= 0, ">= 0"),
     ("crawl", "max_depth"): (lambda v: v >= 0, ">= 0"),
     ("crawl", "max_time_s"): (lambda v: v >= 0, ">= 0"),
+    ("crawl", "shutdown_grace"): (lambda v: v >= 0, ">= 0"),
+    ("crawl", "progress_interval"): (lambda v: v > 0, "> 0"),
     ("crawl", "user_agent"): (lambda v: bool(v.strip()) and "\n" not in v, "a non-empty line"),
     ("politeness", "delay"): (lambda v: v >= 0, ">= 0"),
     ("politeness", "per_host_concurrency"): (lambda v: v >= 1, ">= 1"),
@@ -238,9 +245,15 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Overrides | None = None,
+    base: Mapping[str, Any] | None = None,
+    base_source: str = "stored settings",
 ) -> Config:
-    """Resolve settings once: defaults < ``path`` (TOML) < ``CRAWLER_<SECTION>_<KEY>`` < flags."""
+    """Resolve settings once: defaults < ``base`` < ``path`` (TOML) < ``CRAWLER_<SECTION>_<KEY>``
+    < flags. ``base`` is the settings a resumed crawl ran with (``crawls.settings``): keys this
+    version no longer knows are skipped, so an old database can always be resumed."""
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
+    if base:
+        _merge_base(values, base, base_source)
     if path is not None:
         _merge_file(values, path)
     _merge_env(values, os.environ if env is None else env)
@@ -251,6 +264,19 @@ def load_config(
                 values[section][key] = _check_range(section, key, value, where)
     sections = {name: cls(**values[name]) for name, cls in _SECTION_TYPES.items()}
     return Config(**sections)
+
+
+def _merge_base(values: dict[str, dict[str, Any]], base: Mapping[str, Any], source: str) -> None:
+    for section, table in base.items():
+        cls = _SECTION_TYPES.get(section)
+        if cls is None or not isinstance(table, Mapping):
+            continue
+        types_ = _field_types(cls)
+        for key, value in table.items():
+            if key in types_:
+                where = f"{source}: [{section}] {key}"
+                value = _coerce(value, types_[key], where)
+                values[section][key] = _check_range(section, key, value, where)
 
 
 def _check_range(section: str, key: str, value: Any, where: str) -> Any:

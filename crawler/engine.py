@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from crawler import errors, sql
 from crawler.frontier import Frontier
 from crawler.pool import StreamingPool
+from crawler.progress import Snapshot
 from crawler.records import CrawlStatus, ErrorRecord, FetchTask, PageResult, URLState
 from crawler.urls import host_key
 from crawler.work import blocked_result
@@ -99,25 +100,33 @@ class Engine:
         *,
         limits: Limits = Limits(),
         stop: threading.Event | None = None,
+        abort: threading.Event | None = None,
+        grace_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``stop``: end gracefully (no new URLs; in-flight ones get ``grace_s`` to finish).
+        ``abort``: end now (what has not finished is given back to the frontier)."""
         self._frontier = frontier
         self._pool = pool
         self._writer = writer
         self._limits = limits
         self._stop = stop or threading.Event()
+        self._abort = abort or threading.Event()
+        self._grace_s = grace_s
         self._clock = clock
         self.stats = CrawlStats(started=clock())
         self.status = CrawlStatus.RUNNING
         self.stop_reason = ""
         self._started = 0
+        self.abandoned = 0
+        """Fetches still running when the engine stopped waiting; their URLs were given back."""
 
     def _limit_reached(self) -> bool:
         max_pages = self._limits.max_pages
         return max_pages > 0 and self._started >= max_pages
 
     def _should_end(self) -> bool:
-        if self._stop.is_set():
+        if self._stop.is_set() or self._abort.is_set():
             self.status, self.stop_reason = CrawlStatus.INTERRUPTED, "interrupted"
             return True
         if self._writer.error is not None or self._frontier.claim_error is not None:
@@ -203,12 +212,34 @@ class Engine:
             ids = [t.url_id for t in released]
             self._writer.call(lambda conn: sql.release(conn, ids))
 
+    def snapshot(self) -> Snapshot:
+        """The figures a progress display shows; read from another thread without a lock
+        (plain integers: at worst a figure is one page old)."""
+        s = self.stats
+        return Snapshot(
+            pages=s.pages,
+            ok=s.ok_pages,
+            failed=s.failed,
+            blocked=s.blocked,
+            in_flight=len(self._pool),
+            bytes=s.bytes,
+            elapsed_s=self._clock() - s.started,
+        )
+
     def _wind_down(self) -> None:
-        """Let in-flight fetches finish (they are cut short by ``stop``), store their results,
-        and give back every URL that was claimed but never started."""
+        """Let in-flight fetches finish (at most ``grace_s``; they are cut short by ``stop``),
+        store their results, and give back every URL that was claimed and not finished."""
         unstarted = self._pool.cancel_pending()
+        deadline = self._clock() + self._grace_s
         while len(self._pool):
-            self._consume(self._pool.completed(IDLE_WAIT_S))
+            left = deadline - self._clock()
+            if self._abort.is_set() or left <= 0:
+                abandoned = self._pool.abandon()
+                self.abandoned = len(abandoned)
+                unstarted += abandoned
+                log.warning("gave up waiting for %d fetches in flight", len(abandoned))
+                break
+            self._consume(self._pool.completed(min(IDLE_WAIT_S, left)))
         self._take_from_frontier()
         unstarted += self._frontier.drain()
         pending = self._frontier.pending_claim

@@ -127,6 +127,16 @@ class StreamingPool(Generic[T, R]):
             self._tokens.pop(f, None)
         return [self._pending.pop(f) for f in cancelled]
 
+    def abandon(self) -> list[T]:
+        """Stop waiting for every task still running; return their items. Their results, when
+        they come, are dropped (the threads cannot be killed: :meth:`shutdown` without waiting)."""
+        items = list(self._pending.values())
+        for future in self._pending:
+            future.cancel()
+            self._started.pop(self._tokens.pop(future, None), None)
+        self._pending.clear()
+        return items
+
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
         if cancel:
             self.cancel_pending()

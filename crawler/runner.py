@@ -15,19 +15,22 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
+from sqlalchemy import Engine as Engine_
 
 from crawler import sql
 from crawler.config import Config, FetchSettings, as_dict
-from crawler.db import is_sqlite, open_database
+from crawler.db import database_url, is_sqlite, open_database
 from crawler.engine import CrawlStats, Engine, Limits
 from crawler.errors import SeedFileError
 from crawler.fetcher import HTML_TYPES, Fetcher
 from crawler.frontier import Frontier, lease_deadline
 from crawler.politeness import HostGate, RobotsCache
 from crawler.pool import StreamingPool
+from crawler.progress import Progress
 from crawler.records import CrawlStatus, FetchTask, PageResult
 from crawler.robots import fetch_robots, robots_fetch_settings
 from crawler.seeds import Seed, SeedProblem, read_seed_file
@@ -52,6 +55,8 @@ class CrawlOutcome:
     stats: CrawlStats
     queued_left: int
     seeds: int
+    abandoned: int = 0
+    """Fetches still running when the run stopped waiting (their threads may still be busy)."""
 
 
 def seed_kind(url: str) -> str:
@@ -146,6 +151,19 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
     return Parts(frontier, worker, fetchers)
 
 
+def _progress(options: ProgressOptions | None, eng: Engine, db: Engine_) -> Progress | None:
+    if options is None:
+        return None
+
+    def queued() -> int:
+        with db.connect() as conn:
+            return sql.queued_count(conn)
+
+    return Progress(
+        eng.snapshot, queued=queued, live=options.live, interval_s=options.interval_s
+    ).start()
+
+
 def task_timeout(config: Config) -> float:
     """How long one URL may hold a worker before the engine gives up on it: every attempt's
     total deadline and every backoff wait, plus a margin. Only a fetch stuck where the fetcher's
@@ -164,12 +182,33 @@ def _valid_seeds(path: Path, on_problem: Callable[[SeedProblem], None]) -> Itera
             yield item
 
 
+def stored_settings(db: str) -> tuple[int, dict[str, Any]] | None:
+    """The latest run's id and settings in ``db``, or None when it has no run (or no file)."""
+    if is_sqlite(db) and not Path(database_url(db).removeprefix("sqlite:///")).exists():
+        return None
+    engine = open_database(db)
+    try:
+        with engine.connect() as conn:
+            return sql.latest_settings(conn)
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressOptions:
+    live: bool
+    """A live display (stderr is a terminal); otherwise log lines every ``interval_s``."""
+    interval_s: float
+
+
 def run_crawl(
     config: Config,
     seed_path: Path | None,
     *,
     stop: threading.Event,
+    abort: threading.Event | None = None,
     on_seed_problem: Callable[[SeedProblem], None],
+    progress: ProgressOptions | None = None,
 ) -> CrawlOutcome:
     seeds: Iterator[Seed] = iter(())
     if seed_path is not None:
@@ -222,15 +261,23 @@ def run_crawl(
             thread_name_prefix="fetch",
             task_timeout=task_timeout(config),
         )
-        with pool:
-            eng = Engine(
-                parts.frontier,
-                pool,
-                writer,
-                limits=Limits(config.crawl.max_pages, config.crawl.max_time_s),
-                stop=stop,
-            )
+        eng = Engine(
+            parts.frontier,
+            pool,
+            writer,
+            limits=Limits(config.crawl.max_pages, config.crawl.max_time_s),
+            stop=stop,
+            abort=abort,
+            grace_s=config.crawl.shutdown_grace,
+        )
+        reporter = _progress(progress, eng, engine)
+        try:
             stats = eng.run()
+        finally:
+            if reporter is not None:
+                reporter.stop()
+            # Fetches given up on still hold their threads: do not wait for them.
+            pool.shutdown(wait=not eng.abandoned, cancel=True)
         status = eng.status
         if status is CrawlStatus.RUNNING:
             status = CrawlStatus.FAILED
@@ -240,7 +287,9 @@ def run_crawl(
         else:
             queued_left = -1
         writer.close()
-        return CrawlOutcome(crawl_id, status, eng.stop_reason, stats, queued_left, n_seeds)
+        return CrawlOutcome(
+            crawl_id, status, eng.stop_reason, stats, queued_left, n_seeds, eng.abandoned
+        )
     finally:
         for fetcher in fetchers:
             fetcher.close()

@@ -552,3 +552,11 @@ def store_sitemap_entries(
             for url, (source, e) in entries.items()
         ],
     )
+
+
+def latest_settings(conn: Connection) -> tuple[int, dict[str, Any]] | None:
+    """The id and settings of the most recent run, for ``crawl --resume``."""
+    row = conn.execute(
+        select(crawls_t.c.id, crawls_t.c.settings).order_by(crawls_t.c.id.desc()).limit(1)
+    ).first()
+    return (int(row[0]), dict(row[1] or {})) if row is not None else None

@@ -18,7 +18,8 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def format_summary(outcome: CrawlOutcome, *, db: str) -> str:
+def format_summary(outcome: CrawlOutcome, *, db: str, resume: str | None = None) -> str:
+    """``resume`` is the command that continues the crawl, shown when there is more to do."""
     s = outcome.stats
     by_count = sorted(s.errors_by_kind.items(), key=lambda kv: -kv[1])
     kinds = ", ".join(f"{k} {n}" for k, n in by_count)
@@ -33,10 +34,13 @@ def format_summary(outcome: CrawlOutcome, *, db: str) -> str:
     ]
     if outcome.queued_left > 0:
         lines.append(f"  queued:  {outcome.queued_left} URLs left in the frontier")
+    if outcome.abandoned:
+        lines.append(f"  given up: {outcome.abandoned} fetches in flight, queued again")
     if outcome.status is CrawlStatus.INTERRUPTED or (
         outcome.queued_left > 0 and outcome.status is CrawlStatus.FINISHED
     ):
-        lines.append(f"  resume:  run the same command again (database {shlex.quote(db)})")
+        command = resume or f"python -m crawler crawl --resume --db {shlex.quote(db)}"
+        lines.append(f"  resume:  {command}")
     if is_sqlite(db):
         query = "'select url, status_code, title from pages'"
         lines.append(f"  results: sqlite3 {shlex.quote(db)} {query}")
