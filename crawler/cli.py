@@ -8,8 +8,10 @@ ours), always one line on stderr and no traceback; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -26,7 +28,7 @@ from crawler.logs import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SETTINGS = Path("settings.toml")
-COMMANDS = ("crawl", "db")
+COMMANDS = ("crawl", "recrawl", "schedule", "db")
 
 log = logging.getLogger("crawler")
 
@@ -38,9 +40,19 @@ examples:
   sqlite3 crawl.db 'select status_code, count(*) from pages group by 1'
 """
 
+RECRAWL_EXAMPLES = """\
+examples:
+  python -m crawler recrawl                         fetch what is due now, then exit
+  python -m crawler recrawl --due-before 2030-01-01T00:00:00 --limit 500
+  python -m crawler recrawl --every 6h              keep running: a pass every six hours
+  python -m crawler recrawl --watch                 keep running: wake when the next URL is due
+"""
+
 MAIN_EXAMPLES = """\
 commands:
   crawl        crawl the URLs of a seed file and what they link to (the default command)
+  recrawl      fetch again what is due, with conditional requests; record what changed
+  schedule     how many URLs are due now, within an hour, a day, a week
   db upgrade   create or migrate the database schema explicitly
 
 examples:
@@ -98,13 +110,45 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the latest crawl in the database, with its settings (no seed file needed)",
     )
-    crawl.add_argument("--workers", type=int, metavar="N", help="fetcher threads [16]")
-    crawl.add_argument("--max-pages", type=int, metavar="N", help="stop after N pages [no limit]")
-    crawl.add_argument("--max-depth", type=int, metavar="N", help="links from a seed [no limit]")
-    crawl.add_argument("--max-time", type=float, metavar="SECONDS", help="stop after [no limit]")
-    crawl.add_argument("--user-agent", metavar="UA", help="User-Agent header [crawler/0.1]")
-    crawl.add_argument("--timeout", type=float, metavar="SECONDS", help="total per request [60]")
+    _crawl_flags(crawl)
     _common(crawl)
+
+    recrawl = sub.add_parser(
+        "recrawl",
+        help="fetch again the pages that are due, with conditional requests",
+        description=(
+            "Fetch the URLs whose next fetch is due (ETag/Last-Modified sent, so unchanged "
+            "pages cost a 304), record what changed, and schedule each URL again. Uses the "
+            "settings of the database's latest crawl; --config and flags go over them."
+        ),
+        epilog=RECRAWL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    recrawl.add_argument("--limit", type=int, default=0, metavar="N", help="at most N due URLs")
+    recrawl.add_argument(
+        "--due-before",
+        type=_timestamp,
+        metavar="TIME",
+        help="ISO 8601, UTC unless it has an offset, e.g. 2030-01-01T00:00:00 [now]",
+    )
+    every = recrawl.add_mutually_exclusive_group()
+    every.add_argument(
+        "--every", type=_duration, metavar="DURATION", help="keep running: a pass every 6h, 30m"
+    )
+    every.add_argument(
+        "--watch", action="store_true", help="keep running: wake when the next URL is due"
+    )
+    _crawl_flags(recrawl, depth=False)
+    _common(recrawl)
+
+    schedule = sub.add_parser(
+        "schedule",
+        help="how many URLs are due now, within an hour, a day, a week",
+        description="Show how many URLs are due for a recrawl now, within an hour, day, week.",
+        epilog="example:\n  python -m crawler schedule --db crawl.db",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(schedule)
 
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     db_sub = db.add_subparsers(
@@ -121,6 +165,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _crawl_flags(p: argparse.ArgumentParser, *, depth: bool = True) -> None:
+    p.add_argument("--workers", type=int, metavar="N", help="fetcher threads [16]")
+    p.add_argument("--max-pages", type=int, metavar="N", help="stop after N pages [no limit]")
+    if depth:
+        p.add_argument("--max-depth", type=int, metavar="N", help="links from a seed [no limit]")
+    p.add_argument("--max-time", type=float, metavar="SECONDS", help="stop after [no limit]")
+    p.add_argument("--user-agent", metavar="UA", help="User-Agent header [crawler/0.1]")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="total per request [60]")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(text: str) -> float:
+    """``6h``, ``30m``, ``1h30m``, ``2d``, or plain seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or _DURATION.sub("", text).strip():
+            raise argparse.ArgumentTypeError(
+                f"not a duration: {text!r} (try 6h, 30m, 1d)"
+            ) from None
+        seconds = sum(float(n) * _UNITS[u.lower()] for n, u in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def _timestamp(text: str) -> dt.datetime:
+    """ISO 8601; UTC unless it carries an offset."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text!r} (e.g. 2030-01-01T00:00:00)"
+        ) from None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
 def _normalize_argv(argv: list[str]) -> list[str]:
     """``crawler seed.txt`` is shorthand for ``crawler crawl seed.txt``."""
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
@@ -135,11 +221,11 @@ def _config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> C
     if path is None and stored is None and DEFAULT_SETTINGS.is_file():
         path = DEFAULT_SETTINGS
     overrides: dict[str, dict[str, Any]] = {"store": {"db": args.db}}
-    if args.command == "crawl":
+    if args.command in ("crawl", "recrawl"):
         overrides["crawl"] = {
             "workers": args.workers,
             "max_pages": args.max_pages,
-            "max_depth": args.max_depth,
+            "max_depth": getattr(args, "max_depth", None),
             "max_time_s": args.max_time,
             "user_agent": args.user_agent,
         }
@@ -235,6 +321,60 @@ def _crawl_config(args: argparse.Namespace) -> Config:
     return _config(args, stored)
 
 
+def _cmd_recrawl(args: argparse.Namespace) -> int:
+    from crawler.records import CrawlStatus
+    from crawler.runner import ProgressOptions, Recrawl, recrawl_passes, stored_settings
+    from crawler.summary import format_summary
+
+    base = _config(args)
+    latest = stored_settings(base.store.db)
+    if latest is None:
+        raise UsageError(f"nothing to recrawl: no crawl in database '{base.store.db}'")
+    config = _config(args, latest[1])
+    signals = _Signals()
+    signals.install()
+    progress = None
+    if not args.quiet:
+        live = sys.stderr.isatty() and args.log_file is None
+        progress = ProgressOptions(live=live, interval_s=config.crawl.progress_interval)
+    code = EXIT_OK
+    for outcome in recrawl_passes(
+        config,
+        once=Recrawl(args.due_before or dt.datetime.now(dt.UTC), args.limit)
+        if not (args.every or args.watch)
+        else None,
+        every_s=args.every,
+        limit=args.limit,
+        stop=signals.stop,
+        abort=signals.abort,
+        progress=progress,
+    ):
+        print(format_summary(outcome, db=config.store.db), flush=True)
+        if outcome.status is CrawlStatus.FAILED:
+            return EXIT_FAILED
+        if outcome.status is CrawlStatus.INTERRUPTED:
+            code = EXIT_INTERRUPTED
+    if signals.stop.is_set():
+        code = EXIT_INTERRUPTED
+    return code
+
+
+def _cmd_schedule(config: Config) -> int:
+    from crawler.runner import due_counts
+
+    counts = due_counts(config.store.db)
+    if counts is None:
+        raise UsageError(f"no crawl database at '{config.store.db}'")
+    print(f"due now:            {counts['now']}")
+    print(f"due within an hour: {counts['hour']}")
+    print(f"due within a day:   {counts['day']}")
+    print(f"due within a week:  {counts['week']}")
+    print(f"scheduled in all:   {counts['scheduled']}")
+    print(f"queued now:         {counts['queued']}")
+    print(f"gone:               {counts['gone']}")
+    return EXIT_OK
+
+
 def _cmd_db(args: argparse.Namespace, config: Config) -> int:
     from crawler.db import head_revision, open_database
 
@@ -263,6 +403,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "crawl":
             return _cmd_crawl(args, _crawl_config(args))
+        if args.command == "recrawl":
+            return _cmd_recrawl(args)
+        if args.command == "schedule":
+            return _cmd_schedule(_config(args))
         return _cmd_db(args, _config(args))
     except UsageError as exc:
         sys.stderr.write(f"crawler: {exc}\n")

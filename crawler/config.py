@@ -122,7 +122,14 @@ class ScheduleSettings:
     policy: str = "fixed"
     """How the next fetch of a page is scheduled: "fixed" or "adaptive"."""
     default_interval: float = 86400.0
-    """Seconds from one fetch of a page to the next, for recrawls."""
+    """Seconds from one fetch of a page to the next, for recrawls (the first interval, for
+    "adaptive"; a sitemap's changefreq gives a page its own)."""
+    min_interval: float = 3600.0
+    """Shortest interval "adaptive" shrinks to (seconds)."""
+    max_interval: float = 30 * 86400.0
+    """Longest interval "adaptive" grows to, and the longest back-off after failures (seconds)."""
+    gone_after: int = 3
+    """Consecutive 404/410 answers after which a URL is gone and no longer scheduled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +180,9 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("store", "queue_size"): (lambda v: v >= 1, ">= 1"),
     ("schedule", "policy"): (lambda v: v in ("fixed", "adaptive"), '"fixed" or "adaptive"'),
     ("schedule", "default_interval"): (lambda v: v > 0, "> 0"),
+    ("schedule", "min_interval"): (lambda v: v > 0, "> 0"),
+    ("schedule", "max_interval"): (lambda v: v > 0, "> 0"),
+    ("schedule", "gone_after"): (lambda v: v >= 1, ">= 1"),
 }
 
 

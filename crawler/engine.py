@@ -53,6 +53,12 @@ class CrawlStats:
     """URLs given back to the frontier for later (their host's robots.txt was unreachable)."""
     bytes: int = 0
     retries: int = 0
+    changed: int = 0
+    """Pages whose content changed since their previous fetch (new pages included)."""
+    unchanged: int = 0
+    """Pages fetched again with the same content (a 304 included)."""
+    not_modified: int = 0
+    """304 answers to conditional requests."""
     errors_by_kind: Counter[str] = field(default_factory=Counter)
     """Final errors (URLs that failed for good) by kind."""
 
@@ -62,6 +68,11 @@ class CrawlStats:
             self.pages += 1
             if f.body is not None:
                 self.bytes += f.content_length or 0
+            self.not_modified += f.not_modified
+        if result.changed is True:
+            self.changed += 1
+        elif result.changed is False:
+            self.unchanged += 1
         if result.state is URLState.DONE:
             self.ok_pages += 1
         elif result.state is URLState.BLOCKED:

@@ -49,6 +49,23 @@ class FetchTask:
     """The hash stored at the previous fetch, so the worker can tell whether the page changed."""
     kind: str = "page"
     """``page`` or ``sitemap``."""
+    interval: float | None = None
+    """The URL's ``fetch_interval`` so far (recrawls)."""
+    failures: int = 0
+    not_found: int = 0
+    changefreq: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A URL's schedule after a fetch (``crawler.schedule.plan``)."""
+
+    next_fetch_at: datetime | None
+    """None: never again (gone)."""
+    interval: float
+    failures: int
+    not_found: int
+    gone: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +182,8 @@ class PageResult:
     errors: tuple[ErrorRecord, ...] = ()
     links: tuple[NewLink, ...] = field(default=())
     changed: bool | None = None
-    next_fetch_at: datetime | None = None
-    fetch_interval_s: float | None = None
+    plan: Plan | None = None
+    """When the URL is due again (None: leave its schedule as it is)."""
     robots: RobotsRecord | None = None
     retry_after_s: float | None = None
     """Push the host's next request back this far (a 429/503 ``Retry-After``, robots.txt down)."""

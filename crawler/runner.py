@@ -7,6 +7,7 @@ distributed workers.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 import threading
@@ -28,6 +29,7 @@ from crawler.engine import CrawlStats, Engine, Limits
 from crawler.errors import SeedFileError
 from crawler.fetcher import HTML_TYPES, Fetcher
 from crawler.frontier import Frontier, lease_deadline
+from crawler.lock import exclusive
 from crawler.politeness import HostGate, RobotsCache
 from crawler.pool import StreamingPool
 from crawler.progress import Progress
@@ -48,6 +50,14 @@ LEASE_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
+class Recrawl:
+    """What a recrawl fetches: the URLs due by ``due_before`` (at most ``limit``; 0: all)."""
+
+    due_before: dt.datetime
+    limit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class CrawlOutcome:
     crawl_id: int
     status: CrawlStatus
@@ -57,6 +67,8 @@ class CrawlOutcome:
     seeds: int
     abandoned: int = 0
     """Fetches still running when the run stopped waiting (their threads may still be busy)."""
+    due: int | None = None
+    """For a recrawl: the URLs that were due."""
 
 
 def seed_kind(url: str) -> str:
@@ -119,7 +131,7 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
             strip_tracking=config.scope.strip_tracking,
             follow_nofollow=config.scope.follow_nofollow,
         ),
-        interval_s=config.schedule.default_interval,
+        schedule=config.schedule,
         now=utc_now,
         robots=robots,
         use_sitemaps=config.scope.use_sitemaps,
@@ -182,6 +194,70 @@ def _valid_seeds(path: Path, on_problem: Callable[[SeedProblem], None]) -> Itera
             yield item
 
 
+def recrawl_passes(
+    config: Config,
+    *,
+    once: Recrawl | None,
+    every_s: float | None = None,
+    limit: int = 0,
+    stop: threading.Event,
+    abort: threading.Event | None = None,
+    progress: ProgressOptions | None = None,
+    max_sleep_s: float = 3600.0,
+) -> Iterator[CrawlOutcome]:
+    """Recrawl passes: just ``once``, or one every ``every_s`` seconds, or (neither) whenever
+    the next URL falls due — until ``stop``. The database stays locked between passes, so a
+    second scheduler started meanwhile is refused rather than run alongside."""
+    engine = open_database(config.store.db)
+    try:
+        with exclusive(config.store.db, engine, what="recrawl"):
+            if once is not None:
+                yield run_crawl(
+                    config,
+                    None,
+                    stop=stop,
+                    abort=abort,
+                    progress=progress,
+                    recrawl=once,
+                    lock=False,
+                )
+                return
+            while not stop.is_set():
+                started = dt.datetime.now(dt.UTC)
+                yield run_crawl(
+                    config,
+                    None,
+                    stop=stop,
+                    abort=abort,
+                    progress=progress,
+                    recrawl=Recrawl(started, limit),
+                    lock=False,
+                )
+                if every_s is not None:
+                    wake = started + dt.timedelta(seconds=every_s)
+                else:
+                    with engine.connect() as conn:
+                        due = sql.next_due(conn)
+                    wake = due or started + dt.timedelta(seconds=max_sleep_s)
+                wait = (wake - dt.datetime.now(dt.UTC)).total_seconds()
+                log.info("next recrawl pass at %s", wake.isoformat(timespec="seconds"))
+                stop.wait(max(0.0, min(wait, max_sleep_s)))
+    finally:
+        engine.dispose()
+
+
+def due_counts(db: str) -> dict[str, int] | None:
+    """For ``schedule``: URLs due now, within an hour, a day and a week (None: no database)."""
+    if is_sqlite(db) and not Path(database_url(db).removeprefix("sqlite:///")).exists():
+        return None
+    engine = open_database(db)
+    try:
+        with engine.connect() as conn:
+            return sql.due_counts(conn, dt.datetime.now(dt.UTC))
+    finally:
+        engine.dispose()
+
+
 def stored_settings(db: str) -> tuple[int, dict[str, Any]] | None:
     """The latest run's id and settings in ``db``, or None when it has no run (or no file)."""
     if is_sqlite(db) and not Path(database_url(db).removeprefix("sqlite:///")).exists():
@@ -207,9 +283,13 @@ def run_crawl(
     *,
     stop: threading.Event,
     abort: threading.Event | None = None,
-    on_seed_problem: Callable[[SeedProblem], None],
+    on_seed_problem: Callable[[SeedProblem], None] = lambda _problem: None,
     progress: ProgressOptions | None = None,
+    recrawl: Recrawl | None = None,
+    lock: bool = True,
 ) -> CrawlOutcome:
+    """One run: a crawl of ``seed_path`` (and what the frontier holds), or a ``recrawl`` pass.
+    ``lock=False`` when the caller already holds the database (see :mod:`crawler.lock`)."""
     seeds: Iterator[Seed] = iter(())
     if seed_path is not None:
         seeds = _valid_seeds(seed_path, on_seed_problem)
@@ -219,6 +299,25 @@ def run_crawl(
         seeds = itertools.chain([first], seeds)
 
     engine = open_database(config.store.db)
+    try:
+        if not lock:
+            return _run(config, seed_path, engine, seeds, stop, abort, progress, recrawl)
+        with exclusive(config.store.db, engine, what="recrawl" if recrawl else "crawl"):
+            return _run(config, seed_path, engine, seeds, stop, abort, progress, recrawl)
+    finally:
+        engine.dispose()
+
+
+def _run(
+    config: Config,
+    seed_path: Path | None,
+    engine: Engine_,
+    seeds: Iterator[Seed],
+    stop: threading.Event,
+    abort: threading.Event | None,
+    progress: ProgressOptions | None,
+    recrawl: Recrawl | None,
+) -> CrawlOutcome:
     writer = Writer(engine, config.store).start()
     fetchers: list[Fetcher] = []
     try:
@@ -234,12 +333,18 @@ def run_crawl(
             pairs = [(u, host_key(u), seed_kind(u)) for u in urls]
             writer.run(partial(sql.add_seeds, seeds=pairs, now=utc_now(), hosts=writer.hosts))
             n_seeds += len(batch)
+        due = None
+        if recrawl is not None:
+            due = writer.run(
+                partial(sql.mark_due, due_before=recrawl.due_before, limit=recrawl.limit)
+            )
         crawl_id = writer.run(
             partial(
                 sql.start_crawl,
                 seed_file=str(seed_path) if seed_path else None,
                 settings=as_dict(config),
                 now=utc_now(),
+                command="recrawl" if recrawl else "crawl",
             )
         )
         writer.crawl_id = crawl_id
@@ -288,12 +393,9 @@ def run_crawl(
             queued_left = -1
         writer.close()
         return CrawlOutcome(
-            crawl_id, status, eng.stop_reason, stats, queued_left, n_seeds, eng.abandoned
+            crawl_id, status, eng.stop_reason, stats, queued_left, n_seeds, eng.abandoned, due
         )
     finally:
         for fetcher in fetchers:
             fetcher.close()
-        try:
-            writer.close()
-        finally:
-            engine.dispose()
+        writer.close()

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from crawler.records import (
     CrawlStatus,
+    FetchResult,
     FetchTask,
     PageResult,
     RobotsRecord,
@@ -181,6 +182,10 @@ def claim(
             urls_t.c.last_modified,
             urls_t.c.content_hash,
             urls_t.c.kind,
+            urls_t.c.fetch_interval,
+            urls_t.c.failures,
+            urls_t.c.not_found,
+            urls_t.c.changefreq,
         )
     )
     rows = conn.execute(stmt).all()
@@ -202,6 +207,10 @@ def claim(
             last_modified=r.last_modified,
             content_hash=r.content_hash,
             kind=r.kind,
+            interval=r.fetch_interval,
+            failures=r.failures,
+            not_found=r.not_found,
+            changefreq=r.changefreq,
         )
         for r in rows
     ]
@@ -259,11 +268,17 @@ def recover(conn: Connection, now: dt.datetime, *, all_leases: bool) -> int:
 
 
 def start_crawl(
-    conn: Connection, *, seed_file: str | None, settings: dict[str, Any], now: dt.datetime
+    conn: Connection,
+    *,
+    seed_file: str | None,
+    settings: dict[str, Any],
+    now: dt.datetime,
+    command: str = "crawl",
 ) -> int:
     result = conn.execute(
         crawls_t.insert()
         .values(
+            command=command,
             started_at=now,
             status=CrawlStatus.RUNNING,
             seed_file=seed_file,
@@ -302,9 +317,21 @@ _update_fetched = (
         last_modified=bindparam("b_last_modified"),
         content_hash=func.coalesce(bindparam("b_hash"), urls_t.c.content_hash),
         next_fetch_at=bindparam("b_next"),
-        fetch_interval=bindparam("b_interval"),
+        fetch_interval=func.coalesce(bindparam("b_interval"), urls_t.c.fetch_interval),
+        failures=func.coalesce(bindparam("b_failures"), urls_t.c.failures),
+        not_found=func.coalesce(bindparam("b_not_found"), urls_t.c.not_found),
     )
 )
+
+
+def _validators(task: FetchTask, f: FetchResult | None) -> tuple[str | None, str | None]:
+    """The ETag and Last-Modified to keep: the response's, except that a 304 (or no response)
+    keeps those it confirmed, since a 304 need not repeat them."""
+    if f is None:
+        return task.etag, task.last_modified
+    if f.not_modified:
+        return f.etag or task.etag, f.last_modified or task.last_modified
+    return f.etag, f.last_modified
 
 
 def store_results(
@@ -407,16 +434,21 @@ def store_results(
         )
         if res.state is URLState.QUEUED:
             continue  # given back to the frontier (robots.txt unreachable): not an attempt
+        plan = res.plan
+        state = URLState.GONE if plan is not None and plan.gone else res.state
+        etag, last_modified = _validators(task, f)
         url_rows.append(
             {
                 "b_id": task.url_id,
-                "b_state": res.state.value,
+                "b_state": state.value,
                 "b_at": f.fetched_at if f else now,
-                "b_etag": f.etag if f else task.etag,
-                "b_last_modified": f.last_modified if f else task.last_modified,
+                "b_etag": etag,
+                "b_last_modified": last_modified,
                 "b_hash": p.content_hash if p else None,
-                "b_next": res.next_fetch_at,
-                "b_interval": res.fetch_interval_s,
+                "b_next": plan.next_fetch_at if plan else None,
+                "b_interval": plan.interval if plan else None,
+                "b_failures": plan.failures if plan else None,
+                "b_not_found": plan.not_found if plan else None,
             }
         )
     if fetch_rows:
@@ -425,6 +457,13 @@ def store_results(
         conn.execute(errors_t.insert(), error_rows)
     if url_rows:
         conn.execute(_update_fetched, url_rows)
+    # A 304 means the links are those of the last fetch: they were seen again now, so that
+    # "links removed since ..." (last_seen_at older than the page's last fetch) stays true.
+    unchanged = [res.task.url_id for res in results if res.fetch and res.fetch.not_modified]
+    for chunk in _chunks(unchanged):
+        conn.execute(
+            update(links_t).where(links_t.c.src_url_id.in_(chunk)).values(last_seen_at=now)
+        )
     requeue = [res.task.url_id for res in results if res.state is URLState.QUEUED]
     for chunk in _chunks(requeue):
         conn.execute(
@@ -560,3 +599,68 @@ def latest_settings(conn: Connection) -> tuple[int, dict[str, Any]] | None:
         select(crawls_t.c.id, crawls_t.c.settings).order_by(crawls_t.c.id.desc()).limit(1)
     ).first()
     return (int(row[0]), dict(row[1] or {})) if row is not None else None
+
+
+_SCHEDULED = (URLState.DONE.value, URLState.FAILED.value)
+"""The states a recrawl takes URLs back from; gone, blocked and excluded URLs stay put."""
+
+
+def _due(due_before: dt.datetime) -> Any:
+    """Due: its next fetch time has come, or a sitemap says it changed after our last fetch."""
+    return and_(
+        urls_t.c.state.in_(_SCHEDULED),
+        (urls_t.c.next_fetch_at <= due_before)
+        | and_(
+            urls_t.c.lastmod.is_not(None),
+            urls_t.c.last_fetched_at.is_not(None),
+            urls_t.c.lastmod > urls_t.c.last_fetched_at,
+        ),
+    )
+
+
+def mark_due(conn: Connection, due_before: dt.datetime, limit: int = 0) -> int:
+    """Queue the URLs due by ``due_before`` (the most overdue first, at most ``limit``)."""
+    pick = select(urls_t.c.id).where(_due(due_before)).order_by(urls_t.c.next_fetch_at)
+    if limit > 0:
+        pick = pick.limit(limit)
+    result = conn.execute(
+        update(urls_t).where(urls_t.c.id.in_(pick.scalar_subquery())).values(state=URLState.QUEUED)
+    )
+    return result.rowcount or 0
+
+
+def due_counts(conn: Connection, now: dt.datetime) -> dict[str, int]:
+    """How many URLs are due now, within an hour, a day and a week; and how many are gone."""
+    out: dict[str, int] = {}
+    for label, ahead in (("now", 0), ("hour", 3600), ("day", 86400), ("week", 7 * 86400)):
+        out[label] = int(
+            conn.execute(
+                select(func.count())
+                .select_from(urls_t)
+                .where(_due(now + dt.timedelta(seconds=ahead)))
+            ).scalar_one()
+        )
+    out["scheduled"] = int(
+        conn.execute(
+            select(func.count()).select_from(urls_t).where(urls_t.c.state.in_(_SCHEDULED))
+        ).scalar_one()
+    )
+    out["queued"] = queued_count(conn)
+    out["gone"] = int(
+        conn.execute(
+            select(func.count()).select_from(urls_t).where(urls_t.c.state == URLState.GONE)
+        ).scalar_one()
+    )
+    return out
+
+
+def next_due(conn: Connection) -> dt.datetime | None:
+    """The earliest ``next_fetch_at`` of a scheduled URL (for ``recrawl --watch``)."""
+    value = conn.execute(
+        select(func.min(urls_t.c.next_fetch_at)).where(urls_t.c.state.in_(_SCHEDULED))
+    ).scalar_one()
+    if value is None:
+        return None
+    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(when, dt.datetime)  # min() loses the column type on SQLite: parse it
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

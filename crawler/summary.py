@@ -32,6 +32,12 @@ def format_summary(outcome: CrawlOutcome, *, db: str, resume: str | None = None)
         f"  errors:  {sum(s.errors_by_kind.values())}" + (f" ({kinds})" if kinds else ""),
         f"  time:    {s.elapsed_s:.1f} s, {s.pages_per_s:.1f} pages/s, {_size(s.bytes)}",
     ]
+    if outcome.due is not None:
+        lines.insert(
+            1,
+            f"  due:     {outcome.due} URLs; {s.changed} changed, {s.unchanged} unchanged "
+            f"({s.not_modified} answered 304 Not Modified)",
+        )
     if outcome.queued_left > 0:
         lines.append(f"  queued:  {outcome.queued_left} URLs left in the frontier")
     if outcome.abandoned:

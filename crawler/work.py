@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO, cast
 
 from crawler import errors
+from crawler.config import ScheduleSettings
 from crawler.errors import ErrorKind, http_status_message
 from crawler.fetcher import FetchOutcome
 from crawler.parser import HTML_TYPES, parse_html
@@ -28,12 +29,14 @@ from crawler.records import (
     NewLink,
     PageResult,
     ParsedPage,
+    Plan,
     RobotsRecord,
     SitemapChunk,
     SitemapEntry,
     URLState,
 )
 from crawler.robots import RobotsPolicy
+from crawler.schedule import Visit, history_of, plan
 from crawler.sitemaps import SitemapError, SitemapRef, SitemapUrl, parse_sitemap, priority_rank
 from crawler.urls import Scope, canonicalize, host_key
 
@@ -81,7 +84,7 @@ class PageWorker:
         fetch: Callable[..., FetchOutcome],
         links: LinkPolicy,
         *,
-        interval_s: float,
+        schedule: ScheduleSettings,
         now: Callable[[], dt.datetime],
         robots: RobotsCache | None = None,
         use_sitemaps: bool = False,
@@ -89,7 +92,7 @@ class PageWorker:
     ) -> None:
         self._fetch = fetch
         self._links = links
-        self._interval_s = interval_s
+        self._schedule = schedule
         self._now = now
         self._robots = robots
         self._use_sitemaps = use_sitemaps
@@ -114,7 +117,19 @@ class PageWorker:
             result = self._read_sitemap(task, self._sitemaps)
         else:
             result = self._page(task)
-        return replace(result, robots=robots) if robots is not None else result
+        return replace(result, robots=robots, plan=self._plan(task, result))
+
+    def _plan(self, task: FetchTask, result: PageResult) -> Plan | None:
+        """When the URL is due again, from what this fetch found (``crawler.schedule``)."""
+        if result.state not in (URLState.DONE, URLState.FAILED):
+            return None
+        f = result.fetch
+        visit = Visit(
+            ok=result.state is URLState.DONE,
+            status=f.status_code if f is not None else None,
+            changed=result.changed,
+        )
+        return plan(self._schedule, history_of(task), visit, self._now())
 
     # -- robots.txt ------------------------------------------------------------------------
 
@@ -167,15 +182,8 @@ class PageWorker:
         errs = list(outcome.errors)
         r = outcome.result
         now = self._now()
-        next_at = now + dt.timedelta(seconds=self._interval_s)
         if r is None:
-            return PageResult(
-                task,
-                URLState.FAILED,
-                errors=tuple(errs),
-                next_fetch_at=next_at,
-                fetch_interval_s=self._interval_s,
-            )
+            return PageResult(task, URLState.FAILED, errors=tuple(errs))
         final_error = any(e.final for e in errs)
         if r.status_code >= 400 and not final_error:
             errs.append(
@@ -226,8 +234,6 @@ class PageWorker:
             errors=tuple(errs),
             links=new_links,
             changed=changed,
-            next_fetch_at=next_at,
-            fetch_interval_s=self._interval_s,
             retry_after_s=r.retry_after_s if r.status_code in (429, 503) else None,
             final_url=self._redirect_target(task, r),
         )

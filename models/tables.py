@@ -76,6 +76,10 @@ class Crawl(Base):
     """Process id of the run, for telling which process ran it."""
     hostname: Mapped[str | None] = mapped_column(String(255))
     """Machine the run ran on."""
+    command: Mapped[str] = mapped_column(
+        String(16), default="crawl", server_default=text("'crawl'")
+    )
+    """What the run was: crawl or recrawl."""
 
 
 class Host(Base):
@@ -145,6 +149,10 @@ class Url(Base):
     """The <lastmod> a sitemap gave for this URL."""
     changefreq: Mapped[str | None] = mapped_column(String(16))
     """The <changefreq> a sitemap gave for this URL (hourly, daily, ...)."""
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Failed fetches in a row (reset by a success): the back-off of the schedule."""
+    not_found: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """404/410 answers in a row; at [schedule] gone_after the URL is gone."""
 
 
 class Fetch(Base):

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from crawler.config import ScheduleSettings
 from crawler.politeness import RobotsCache
 from crawler.records import FetchTask, URLState
 from crawler.robots import RobotsPolicy, policy_from_cache
@@ -308,7 +309,7 @@ def test_worker_requeues_then_gives_up_on_unreachable_robots() -> None:
     worker = PageWorker(
         page_fetch,
         LinkPolicy(Scope(seed_hosts=frozenset({"http://a.example"}))),
-        interval_s=3600,
+        schedule=ScheduleSettings(default_interval=3600),
         now=lambda: now,
         robots=cache,
     )
