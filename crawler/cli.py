@@ -25,10 +25,11 @@ from crawler import __version__
 from crawler.config import Config, load_config
 from crawler.errors import UsageError
 from crawler.logs import setup_logging
+from crawler.tools import discover
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SETTINGS = Path("settings.toml")
-COMMANDS = ("crawl", "recrawl", "schedule", "db")
+BUILTIN = ("crawl", "recrawl", "schedule", "db")
 
 log = logging.getLogger("crawler")
 
@@ -150,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(schedule)
 
+    for tool in discover():
+        tool_parser = tool.register(sub)
+        _common(tool_parser)
+        tool_parser.set_defaults(tool=tool)
+
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     db_sub = db.add_subparsers(
         dest="db_command", metavar="ACTION", parser_class=_Parser, required=True
@@ -209,7 +215,8 @@ def _timestamp(text: str) -> dt.datetime:
 
 def _normalize_argv(argv: list[str]) -> list[str]:
     """``crawler seed.txt`` is shorthand for ``crawler crawl seed.txt``."""
-    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+    commands = {*BUILTIN, *(tool.NAME for tool in discover())}
+    if argv and argv[0] not in commands and argv[0] not in ("-h", "--help", "--version"):
         return ["crawl", *argv]
     return argv
 
@@ -401,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"crawler: cannot write log file '{args.log_file}': {exc.strerror}\n")
         return EXIT_USAGE
     try:
+        tool = getattr(args, "tool", None)
+        if tool is not None:
+            return int(tool.run(args, _config(args).store.db))
         if args.command == "crawl":
             return _cmd_crawl(args, _crawl_config(args))
         if args.command == "recrawl":

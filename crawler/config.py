@@ -115,6 +115,11 @@ class StoreSettings:
     """...or after this many milliseconds, whichever comes first."""
     queue_size: int = 1000
     """Results waiting for the writer; when full, fetchers wait (backpressure, bounded memory)."""
+    keep_html: bool = False
+    """Store each fetched HTML body, zlib-compressed, with its headers, in the bodies table."""
+    keep_text: bool = False
+    """Store each page's visible text in fetches.text (navigation and scripts left out), and
+    index it for full-text search (SQLite FTS5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +138,30 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ExtractRule:
+    """``[extract.<name>]``: one value of ``fetches.data``, taken from every HTML page."""
+
+    name: str
+    selector: str
+    """A CSS selector (soupsieve, as BeautifulSoup's ``select``)."""
+    attribute: str | None = None
+    """Take this attribute of the match instead of its text."""
+    many: bool = False
+    """A list of every match, instead of the first match (or null)."""
+    url_pattern: str | None = None
+    """A regular expression: the rule runs only on pages whose URL it matches (re.search)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractSettings:
+    """``[extract]``: declarative rules, and an optional hook for code."""
+
+    rules: tuple[ExtractRule, ...] = ()
+    hook: str | None = None
+    """``"package.module:function"``, called as ``function(url, soup, response) -> dict``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     crawl: CrawlSettings = field(default_factory=CrawlSettings)
     scope: ScopeSettings = field(default_factory=ScopeSettings)
@@ -140,6 +169,7 @@ class Config:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    extract: ExtractSettings = field(default_factory=ExtractSettings)
 
 
 _SECTION_TYPES: dict[str, type[Any]] = {
@@ -264,8 +294,9 @@ def load_config(
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
     if base:
         _merge_base(values, base, base_source)
+    file_extract = None
     if path is not None:
-        _merge_file(values, path)
+        file_extract = _merge_file(values, path)
     _merge_env(values, os.environ if env is None else env)
     for section, items in (overrides or {}).items():
         for key, value in items.items():
@@ -273,7 +304,12 @@ def load_config(
                 where = f"command line: [{section}] {key}"
                 values[section][key] = _check_range(section, key, value, where)
     sections = {name: cls(**values[name]) for name, cls in _SECTION_TYPES.items()}
-    return Config(**sections)
+    extract = ExtractSettings()
+    if base and isinstance(base.get("extract"), Mapping):
+        extract = _extract_settings(base["extract"], base_source, stored=True)
+    if file_extract is not None:
+        extract = _extract_settings(file_extract, str(path))
+    return Config(**sections, extract=extract)
 
 
 def _merge_base(values: dict[str, dict[str, Any]], base: Mapping[str, Any], source: str) -> None:
@@ -297,7 +333,8 @@ def _check_range(section: str, key: str, value: Any, where: str) -> Any:
     return value
 
 
-def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> None:
+def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> Any:
+    """Merge the file's sections into ``values``; return its ``[extract]`` table, if any."""
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
@@ -311,10 +348,11 @@ def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> None:
         raise ConfigError(f"settings file '{path}' is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"settings file '{path}' is not valid UTF-8 text") from None
+    extract = data.pop("extract", None)
     for section, table in data.items():
         cls = _SECTION_TYPES.get(section)
         if cls is None:
-            known = ", ".join(f"[{s}]" for s in _SECTION_TYPES)
+            known = ", ".join(f"[{s}]" for s in (*_SECTION_TYPES, "extract"))
             raise ConfigError(f"{path}: unknown section [{section}] (known: {known})")
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: '{section}' must be a [{section}] table")
@@ -326,6 +364,7 @@ def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> None:
             values[section][key] = _check_range(
                 section, key, _coerce(value, types_[key], where), where
             )
+    return extract
 
 
 def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
@@ -352,3 +391,48 @@ def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
 def as_dict(config: Config) -> dict[str, Any]:
     """The settings as JSON-ready data, for the ``crawls.settings`` column."""
     return dataclasses.asdict(config)
+
+
+_RULE_KEYS = {"selector", "attribute", "many", "url_pattern"}
+
+
+def _extract_settings(table: Any, source: str, *, stored: bool = False) -> ExtractSettings:
+    """``[extract]`` from a file (or a stored crawl's settings): rules and the hook, checked."""
+    if stored:  # as_dict() wrote {"rules": [...], "hook": ...}
+        rules = tuple(
+            ExtractRule(**{k: v for k, v in r.items() if k in ExtractRule.__slots__})
+            for r in table.get("rules", ())
+            if isinstance(r, Mapping)
+        )
+        stored_hook = table.get("hook")
+        return ExtractSettings(rules, stored_hook if isinstance(stored_hook, str) else None)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: 'extract' must be a table: [extract.<name>] per rule")
+    found: list[ExtractRule] = []
+    hook: str | None = None
+    for name, rule in table.items():
+        where = f"{source}: [extract.{name}]"
+        if name == "hook":
+            if not isinstance(rule, str) or ":" not in rule:
+                raise ConfigError(f'{source}: [extract] hook must be "package.module:function"')
+            hook = rule
+            continue
+        if not isinstance(rule, dict):
+            raise ConfigError(f"{where} must be a table with a selector")
+        unknown = set(rule) - _RULE_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key '{sorted(unknown)[0]}'")
+        selector = rule.get("selector")
+        if not isinstance(selector, str) or not selector.strip():
+            raise ConfigError(f"{where}: selector must be a CSS selector string")
+        attribute = rule.get("attribute")
+        if attribute is not None and not isinstance(attribute, str):
+            raise ConfigError(f"{where}: attribute must be a string")
+        many = rule.get("many", False)
+        if not isinstance(many, bool):
+            raise ConfigError(f"{where}: many must be true or false")
+        pattern = rule.get("url_pattern")
+        if pattern is not None and not isinstance(pattern, str):
+            raise ConfigError(f"{where}: url_pattern must be a regular expression string")
+        found.append(ExtractRule(name, selector, attribute, many, pattern))
+    return ExtractSettings(tuple(found), hook)

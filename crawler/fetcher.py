@@ -728,6 +728,8 @@ class Fetcher:
             not_modified=status == 304,
             retry_after_s=parse_retry_after(retry_after, fetched_at) if retry_after else None,
             redirect_chain=tuple(chain),
+            reason=response.reason,
+            headers=tuple(response.raw.headers.items()) if response.raw is not None else (),
         )
 
 

@@ -17,7 +17,8 @@ import codecs
 import hashlib
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from bs4 import BeautifulSoup, Comment, MarkupResemblesLocatorWarning, Tag
 from bs4.element import NavigableString
@@ -63,11 +64,15 @@ def _meta_robots(soup: BeautifulSoup) -> set[str]:
     return tokens
 
 
-def _visible_text(soup: BeautifulSoup) -> Iterable[str]:
+_BOILERPLATE = _INVISIBLE | {"nav", "header", "footer", "aside", "form", "button", "select"}
+"""Left out of ``keep_text``'s page text as well: navigation and chrome, not content."""
+
+
+def _visible_text(soup: BeautifulSoup, skip: frozenset[str] = _INVISIBLE) -> Iterable[str]:
     # Strings anywhere inside an invisible element, not only its direct children: lxml parses
     # ``<noscript><p>...</p></noscript>`` into elements.
     hidden: set[int] = set()
-    for tag in soup.find_all(_INVISIBLE):
+    for tag in soup.find_all(skip):
         if id(tag) not in hidden:  # nested inside one already seen: walk each subtree once
             hidden.update(id(node) for node in tag.descendants)
     for node in soup.find_all(string=True):
@@ -84,6 +89,11 @@ def normalized_text(soup: BeautifulSoup) -> str:
     return _WS.sub(" ", " ".join(_visible_text(soup))).strip()
 
 
+def page_text(soup: BeautifulSoup) -> str:
+    """What a reader reads: visible text without navigation, headers, footers and forms."""
+    return _WS.sub(" ", " ".join(_visible_text(soup, _BOILERPLATE))).strip()
+
+
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -95,11 +105,14 @@ def parse_html(
     charset: str | None = None,
     sort_query: bool = False,
     strip_tracking: bool = False,
+    keep_text: bool = False,
+    extract: Callable[[BeautifulSoup], tuple[dict[str, Any] | None, tuple[str, ...]]] | None = None,
 ) -> ParsedPage:
     """Parse one HTML page fetched from ``url`` (the final URL, after redirects).
 
     ``charset`` is the one the ``Content-Type`` header declared; per the HTML standard it wins
-    over ``<meta charset>`` (a byte-order mark wins over both).
+    over ``<meta charset>`` (a byte-order mark wins over both). ``keep_text`` adds the page's
+    text; ``extract`` runs on the same document (see :mod:`crawler.extract`).
     """
     if body.startswith(_BOMS):
         charset = None  # bs4 would let from_encoding override the BOM
@@ -137,6 +150,7 @@ def parse_html(
         # A URL linked both ways on one page is followable: nofollow only if every link says so.
         nofollow_by_url[target] = nofollow_by_url.get(target, True) and nofollow
 
+    data, problems = extract(soup) if extract is not None else (None, ())
     return ParsedPage(
         title=title or None,
         links=tuple(Link(u, nf) for u, nf in nofollow_by_url.items()),
@@ -144,4 +158,7 @@ def parse_html(
         noindex="noindex" in robots,
         nofollow="nofollow" in robots,
         content_hash=content_hash(normalized_text(soup)),
+        text=page_text(soup) if keep_text else None,
+        data=data,
+        extract_errors=problems,
     )

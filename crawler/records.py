@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from crawler.errors import ErrorKind
 
@@ -105,6 +106,10 @@ class FetchResult:
     """A ``Retry-After`` the server sent with this response, in seconds from ``fetched_at``."""
     redirect_chain: tuple[str, ...] = ()
     """Every URL requested before ``final_url``, in order (the first is ``url``)."""
+    reason: str | None = None
+    """The status line's reason phrase, as the server sent it."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """The final response's headers as received (for WARC records)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,12 @@ class ParsedPage:
     nofollow: bool = False
     """``<meta name=robots content=nofollow>``: links are recorded but not followed."""
     content_hash: str | None = None
+    text: str | None = None
+    """The page's visible text, boilerplate removed (only with ``[store] keep_text``)."""
+    data: dict[str, Any] | None = None
+    """Values of the extraction rules (``fetches.data``)."""
+    extract_errors: tuple[str, ...] = ()
+    """Extraction rules or the hook that failed on this page, as messages."""
 
 
 @dataclass(frozen=True, slots=True)

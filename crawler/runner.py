@@ -27,6 +27,7 @@ from crawler.config import Config, FetchSettings, as_dict
 from crawler.db import database_url, is_sqlite, open_database
 from crawler.engine import CrawlStats, Engine, Limits
 from crawler.errors import SeedFileError
+from crawler.extract import Extractor
 from crawler.fetcher import HTML_TYPES, Fetcher
 from crawler.frontier import Frontier, lease_deadline
 from crawler.lock import exclusive
@@ -136,6 +137,8 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
         robots=robots,
         use_sitemaps=config.scope.use_sitemaps,
         sitemaps=SitemapReader(sitemap_fetcher.fetch, writer.put),
+        keep_text=config.store.keep_text,
+        extractor=Extractor(config.extract),
     )
 
     def claim(n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:

@@ -15,7 +15,8 @@ The rules
   ``content_hash``) later, ``interval × (1 + INC_RATE)``; clamped to ``[min_interval,
   max_interval]``. The rates are Nutch's shipped defaults (``nutch-default.xml``:
   ``db.fetch.schedule.adaptive.inc_rate = 0.4``, ``dec_rate = 0.2``); a page whose change is
-  unknown (not HTML, so no hash) keeps its interval. Nutch's optional ``sync_delta`` (pulling
+  unknown (not HTML, so no hash; or its first fetch, with nothing to compare with, which Nutch
+  too counts as ``STATUS_UNKNOWN``) keeps its interval. Nutch's optional ``sync_delta`` (pulling
   the next fetch towards a ``Last-Modified`` date) is not used: servers' dates are too often
   wrong.
 
@@ -64,12 +65,14 @@ class History:
     not_found: int = 0
     hint_interval: float | None = None
     """From the page's sitemap ``<changefreq>``: its interval before any of our own."""
+    first: bool = False
+    """No content was stored before (no ``content_hash``): a "changed" says nothing."""
 
 
 def history_of(task: FetchTask) -> History:
     """The schedule history a claimed URL carries."""
     hint = changefreq_seconds(task.changefreq) if task.changefreq else None
-    return History(task.interval, task.failures, task.not_found, hint)
+    return History(task.interval, task.failures, task.not_found, hint, task.content_hash is None)
 
 
 def _clamp(value: float, settings: ScheduleSettings) -> float:
@@ -92,7 +95,7 @@ def plan(settings: ScheduleSettings, history: History, visit: Visit, now: dt.dat
         return Plan(now + dt.timedelta(seconds=wait), base, failures, not_found)
 
     if settings.policy == "adaptive":
-        if visit.changed is True:
+        if visit.changed is True and not history.first:
             interval = _clamp(base * (1 - DEC_RATE), settings)
         elif visit.changed is False:
             interval = _clamp(base * (1 + INC_RATE), settings)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import zlib
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, func, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crawler.records import (
@@ -28,7 +29,7 @@ from crawler.records import (
     URLState,
 )
 from crawler.urls import host_key
-from models import Crawl, Error, Fetch, Host, Link, Url
+from models import Body, Crawl, Error, Fetch, Host, Link, Url
 
 CHUNK = 500
 """Values per ``IN (...)`` list: well under SQLite's variable limit."""
@@ -39,6 +40,7 @@ fetches_t: Table = Fetch.__table__  # type: ignore[assignment]
 links_t: Table = Link.__table__  # type: ignore[assignment]
 errors_t: Table = Error.__table__  # type: ignore[assignment]
 crawls_t: Table = Crawl.__table__  # type: ignore[assignment]
+bodies_t: Table = Body.__table__  # type: ignore[assignment]
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -340,8 +342,11 @@ def store_results(
     results: Sequence[PageResult],
     now: dt.datetime,
     hosts: HostCache,
+    *,
+    keep_html: bool = False,
 ) -> None:
-    """Store one batch of results: new URLs, link rows, fetch rows, error rows, URL states."""
+    """Store one batch of results: new URLs, link rows, fetch rows (with their bodies when
+    ``keep_html``, and in the full-text index when they have text), error rows, URL states."""
     # 1. Link targets become URLs (queued or excluded), then rows in ``links``.
     targets: dict[str, tuple[str, bool, PageResult]] = {}
     for res in results:
@@ -392,6 +397,7 @@ def store_results(
 
     # 2. Fetch rows, error rows, and the fetched URLs' new state.
     fetch_rows: list[dict[str, Any]] = []
+    kept: list[PageResult | None] = []
     error_rows: list[dict[str, Any]] = []
     url_rows: list[dict[str, Any]] = []
     fetched_bytes = 0
@@ -416,9 +422,11 @@ def store_results(
                     "not_modified": f.not_modified,
                     "canonical_url": p.canonical_url if p else None,
                     "noindex": p.noindex if p else False,
-                    "data": None,
+                    "data": p.data if p else None,
+                    "text": p.text if p else None,
                 }
             )
+            kept.append(res if keep_html and f.body is not None else None)
         error_rows.extend(
             {
                 "url_id": task.url_id,
@@ -452,7 +460,28 @@ def store_results(
             }
         )
     if fetch_rows:
-        conn.execute(fetches_t.insert(), fetch_rows)
+        fts = conn.dialect.name == "sqlite" and any(r["text"] for r in fetch_rows)
+        if fts or any(kept):
+            fetch_ids = (
+                conn.execute(
+                    fetches_t.insert().returning(fetches_t.c.id, sort_by_parameter_order=True),
+                    fetch_rows,
+                )
+                .scalars()
+                .all()
+            )
+            _store_bodies(conn, fetch_ids, kept)
+            if fts:
+                conn.execute(
+                    text("INSERT INTO fetches_fts(rowid, title, text) VALUES (:id, :title, :text)"),
+                    [
+                        {"id": i, "title": r["title"], "text": r["text"]}
+                        for i, r in zip(fetch_ids, fetch_rows, strict=True)
+                        if r["text"]
+                    ],
+                )
+        else:
+            conn.execute(fetches_t.insert(), fetch_rows)
     if error_rows:
         conn.execute(errors_t.insert(), error_rows)
     if url_rows:
@@ -664,3 +693,24 @@ def next_due(conn: Connection) -> dt.datetime | None:
     when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
     assert isinstance(when, dt.datetime)  # min() loses the column type on SQLite: parse it
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _store_bodies(conn: Connection, ids: Sequence[int], kept: Sequence[PageResult | None]) -> None:
+    rows = []
+    for fetch_id, res in zip(ids, kept, strict=True):
+        f = res.fetch if res is not None else None
+        body = f.body if f is not None else None
+        if f is None or body is None:
+            continue
+        rows.append(
+            {
+                "fetch_id": fetch_id,
+                "encoding": "zlib",
+                "body": zlib.compress(body, 6),
+                "length": len(body),
+                "reason": f.reason,
+                "headers": [list(h) for h in f.headers],
+            }
+        )
+    if rows:
+        conn.execute(bodies_t.insert(), rows)

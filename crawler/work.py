@@ -19,6 +19,7 @@ from typing import BinaryIO, cast
 from crawler import errors
 from crawler.config import ScheduleSettings
 from crawler.errors import ErrorKind, http_status_message
+from crawler.extract import Extractor
 from crawler.fetcher import FetchOutcome
 from crawler.parser import HTML_TYPES, parse_html
 from crawler.politeness import RobotsCache
@@ -89,6 +90,8 @@ class PageWorker:
         robots: RobotsCache | None = None,
         use_sitemaps: bool = False,
         sitemaps: SitemapReader | None = None,
+        keep_text: bool = False,
+        extractor: Extractor | None = None,
     ) -> None:
         self._fetch = fetch
         self._links = links
@@ -97,6 +100,8 @@ class PageWorker:
         self._robots = robots
         self._use_sitemaps = use_sitemaps
         self._sitemaps = sitemaps
+        self._keep_text = keep_text
+        self._extractor = extractor if extractor else None
 
     def __call__(self, task: FetchTask) -> PageResult:
         try:
@@ -204,6 +209,7 @@ class PageWorker:
         # The fetcher downloads a body only for 2xx HTML (or an untyped body, which browsers
         # sniff and which is nearly always HTML).
         if not final_error and r.body is not None and r.content_type in (None, *HTML_TYPES):
+            extractor, response = self._extractor, r
             try:
                 parsed = parse_html(
                     r.body,
@@ -211,6 +217,10 @@ class PageWorker:
                     charset=r.charset,
                     sort_query=self._links.sort_query,
                     strip_tracking=self._links.strip_tracking,
+                    keep_text=self._keep_text,
+                    extract=None
+                    if extractor is None
+                    else lambda soup: extractor.apply(task.url, soup, response),
                 )
             except Exception as exc:
                 errs.append(
@@ -218,6 +228,10 @@ class PageWorker:
                 )
             else:
                 new_links = self._follow(task, parsed)
+                errs.extend(
+                    ErrorRecord(ErrorKind.PARSE, problem, len(errs) + 1 + i, True, now)
+                    for i, problem in enumerate(parsed.extract_errors)
+                )
 
         changed: bool | None
         if r.not_modified:

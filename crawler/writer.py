@@ -176,7 +176,14 @@ class Writer:
                 if chunks:
                     sql.store_sitemap_entries(conn, chunks, now, self.hosts)
                 results = [p for p in pending if isinstance(p, PageResult)]
-                sql.store_results(conn, self.crawl_id, results, now, self.hosts)
+                sql.store_results(
+                    conn,
+                    self.crawl_id,
+                    results,
+                    now,
+                    self.hosts,
+                    keep_html=self._settings.keep_html,
+                )
             self.batches += 1
             self.rows += len(pending)
         except Exception as exc:

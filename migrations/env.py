@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from crawler.db import include_name
 from models import metadata
 
 # An arbitrary constant: the key of the advisory lock held while migrating on PostgreSQL.
@@ -23,6 +24,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":

@@ -7,6 +7,6 @@ test checks they equal ``crawler.records``/``crawler.errors``.
 """
 
 from models.base import Base, metadata
-from models.tables import Crawl, Error, Fetch, Host, Link, Url
+from models.tables import Body, Crawl, Error, Fetch, Host, Link, Url
 
-__all__ = ["Base", "Crawl", "Error", "Fetch", "Host", "Link", "Url", "metadata"]
+__all__ = ["Base", "Body", "Crawl", "Error", "Fetch", "Host", "Link", "Url", "metadata"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    LargeBinary,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -194,6 +195,8 @@ class Fetch(Base):
     """The page carries <meta name=robots content=noindex>."""
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """Values from extraction rules, as a JSON object."""
+    text: Mapped[str | None] = mapped_column(Text)
+    """The page's visible text, navigation and scripts left out ([store] keep_text)."""
 
 
 class Link(Base):
@@ -243,6 +246,25 @@ class Error(Base):
     """What went wrong, in one line; URL credentials in fetch errors are masked."""
     final: Mapped[bool] = mapped_column(Boolean)
     """True when no retry followed this attempt."""
+
+
+class Body(Base):
+    """The response of a fetch, as received ([store] keep_html): for WARC export and re-parsing."""
+
+    __tablename__ = "bodies"
+
+    fetch_id: Mapped[int] = mapped_column(ForeignKey("fetches.id"), primary_key=True)
+    """The fetch this body belongs to."""
+    encoding: Mapped[str] = mapped_column(String(16))
+    """How ``body`` is compressed: zlib."""
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    """The decoded (not transfer-encoded) body, compressed."""
+    length: Mapped[int] = mapped_column(BigInteger)
+    """Bytes of the body before compression."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    """The status line's reason phrase."""
+    headers: Mapped[list[Any]] = mapped_column(JSON)
+    """The response headers as received: a JSON list of [name, value] pairs."""
 
 
 # The frontier's claim walks this index in hand-out order: highest priority, then shallowest.

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.pool import NullPool
 
 import models
-from crawler.db import head_revision, make_engine, upgrade
+from crawler.db import include_name, head_revision, make_engine, upgrade
 from crawler.errors import DatabaseError, ErrorKind
 from crawler.records import CrawlStatus, URLState
 from models import Crawl, Error, Fetch, Host, Url
@@ -123,13 +123,17 @@ def _fetch(conn, url_id: int, crawl_id: int, at: dt.datetime, title: str) -> int
 
 def test_models_and_migrations_agree(engine: Engine) -> None:
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), models.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"include_name": include_name}), models.metadata
+        )
         assert diff == [], "the models differ from the migrations: write a migration"
         assert set(inspect(conn).get_table_names()) >= TABLES
         assert "pages" in inspect(conn).get_view_names()
         # The comparison is not blind: a missing index is a difference.
         conn.execute(text("DROP INDEX ix_urls_next_fetch_at"))
-        diff = compare_metadata(MigrationContext.configure(conn), models.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"include_name": include_name}), models.metadata
+        )
         assert [d[0] for d in diff] == ["add_index"]
         conn.rollback()
 
