@@ -10,6 +10,7 @@ the page and the crawl go on.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,8 +58,9 @@ class Extractor:
             where = f"[extract.{rule.name}]"
             try:
                 selector = soupsieve.compile(rule.selector)
-            except Exception as exc:
-                raise ConfigError(f"{where} selector {rule.selector!r}: {exc}") from None
+            except Exception as exc:  # soupsieve's message shows the selector over lines
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise ConfigError(f"{where} selector {rule.selector!r}: {first}") from None
             try:
                 pattern = re.compile(rule.url_pattern) if rule.url_pattern else None
             except re.error as exc:
@@ -73,11 +75,15 @@ class Extractor:
     def apply(
         self, url: str, soup: BeautifulSoup, response: FetchResult
     ) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
-        """The page's data (None when no rule applied), and a message per failed rule/hook."""
+        """The page's data (None when no rule applied), and a message per failed rule/hook.
+
+        ``url_pattern`` is matched against the URL the document came from (the final URL,
+        after redirects); the hook gets ``url`` (the URL requested) and the response."""
         data: dict[str, Any] = {}
         problems: list[str] = []
+        page_url = response.final_url or url
         for rule in self._rules:
-            if rule.url_pattern is not None and not rule.url_pattern.search(url):
+            if rule.url_pattern is not None and not rule.url_pattern.search(page_url):
                 continue
             try:
                 data[rule.name] = rule.value(soup)
@@ -88,6 +94,9 @@ class Extractor:
                 extra = self._hook(url, soup, response)
                 if extra is not None and not isinstance(extra, dict):
                     raise TypeError(f"returned {type(extra).__name__}, not a dict")
+                # Checked here, for this page: the writer would fail the whole batch on a value
+                # json cannot write, and NaN is JSON SQLite's json functions cannot read.
+                json.dumps(extra, allow_nan=False)
                 data.update(extra or {})
             except Exception as exc:
                 problems.append(f"extract hook failed: {describe(exc)}")

@@ -150,6 +150,9 @@ def parse_html(
         # A URL linked both ways on one page is followable: nofollow only if every link says so.
         nofollow_by_url[target] = nofollow_by_url.get(target, True) and nofollow
 
+    # Read everything the crawler needs before the extractor runs: a hook may change the soup.
+    digest = content_hash(normalized_text(soup))
+    text = page_text(soup) if keep_text else None
     data, problems = extract(soup) if extract is not None else (None, ())
     return ParsedPage(
         title=title or None,
@@ -157,8 +160,8 @@ def parse_html(
         canonical_url=canonical,
         noindex="noindex" in robots,
         nofollow="nofollow" in robots,
-        content_hash=content_hash(normalized_text(soup)),
-        text=page_text(soup) if keep_text else None,
+        content_hash=digest,
+        text=text,
         data=data,
         extract_errors=problems,
     )

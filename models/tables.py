@@ -193,7 +193,7 @@ class Fetch(Base):
     """The page's <link rel=canonical>, resolved."""
     noindex: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """The page carries <meta name=robots content=noindex>."""
-    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     """Values from extraction rules, as a JSON object."""
     text: Mapped[str | None] = mapped_column(Text)
     """The page's visible text, navigation and scripts left out ([store] keep_text)."""

@@ -324,8 +324,11 @@ def test_fetched_url_and_crawl_counters_updated(env: Env) -> None:
         assert row["attempts"] == 1
         assert row["last_fetched_at"] == at
         assert row["lease_until"] is None
-        assert row["etag"] == '"v1"'
         assert row["content_hash"] == "ab" * 32
+    # A 200's validators are kept; a 404 says nothing of the page's version: the stored ones
+    # (none here) stay.
+    assert urls[a.url_id]["etag"] == '"v1"'
+    assert urls[b.url_id]["etag"] is None
     fetches = {r["url_id"]: r for r in env.rows(select(sql.fetches_t))}
     assert fetches[a.url_id]["status_code"] == 200
     assert fetches[a.url_id]["title"] == "Hi"
