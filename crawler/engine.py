@@ -138,7 +138,7 @@ class Engine:
 
     def _should_end(self) -> bool:
         if self._stop.is_set() or self._abort.is_set():
-            self.status, self.stop_reason = CrawlStatus.INTERRUPTED, "interrupted"
+            self.status, self.stop_reason = CrawlStatus.INTERRUPTED, "stopped by a signal"
             return True
         if self._writer.error is not None or self._frontier.claim_error is not None:
             self.status = CrawlStatus.FAILED

@@ -48,7 +48,12 @@ def exclusive(db: str, engine: Engine, *, what: str) -> Iterator[None]:
         return
     with engine.connect() as conn:
         got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RECRAWL_LOCK_KEY})
-        if not got.scalar():
+        held = bool(got.scalar())
+        # A session lock outlives the transaction: end it, so the session does not sit "idle
+        # in transaction" for hours (holding back VACUUM, or killed by
+        # idle_in_transaction_session_timeout, which would drop the lock unnoticed).
+        conn.commit()
+        if not held:
             raise Busy(f"another recrawl is running on {engine.url.render_as_string()}")
         try:
             yield

@@ -328,8 +328,10 @@ _update_fetched = (
 
 def _validators(task: FetchTask, f: FetchResult | None) -> tuple[str | None, str | None]:
     """The ETag and Last-Modified to keep: the response's, except that a 304 (or no response)
-    keeps those it confirmed, since a 304 need not repeat them."""
-    if f is None:
+    keeps those it confirmed, since a 304 need not repeat them, and an error status (a 5xx, a
+    404) keeps the stored ones: it says nothing of the page's version, and dropping them would
+    cost a full download instead of a 304 once the page is back."""
+    if f is None or f.status_code >= 400:
         return task.etag, task.last_modified
     if f.not_modified:
         return f.etag or task.etag, f.last_modified or task.last_modified

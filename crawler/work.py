@@ -115,8 +115,8 @@ class PageWorker:
         robots: RobotsRecord | None = None
         if self._robots is not None:
             verdict = self._check_robots(task, self._robots)
-            if isinstance(verdict, PageResult):
-                return verdict
+            if isinstance(verdict, PageResult):  # not fetched: blocked, refused or put back
+                return replace(verdict, plan=self._plan(task, verdict))
             robots = verdict
         if task.kind == "sitemap" and self._sitemaps is not None:
             result = self._read_sitemap(task, self._sitemaps)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.pool import NullPool
 
 import models
-from crawler.db import include_name, head_revision, make_engine, upgrade
+from crawler.db import head_revision, include_name, make_engine, upgrade
 from crawler.errors import DatabaseError, ErrorKind
 from crawler.records import CrawlStatus, URLState
 from models import Crawl, Error, Fetch, Host, Url

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import JSON, Boolean, Float, Integer, String
+from sqlalchemy import JSON, Boolean, Float, Integer, LargeBinary, String
 from sqlalchemy.sql.schema import Column
 
 import models
@@ -171,6 +171,8 @@ def _doc_type(column: Column[object]) -> str:
         return "JSON"
     if isinstance(t, String):  # Text too
         return "text"
+    if isinstance(t, LargeBinary):
+        return "binary"
     raise AssertionError(f"no doc type word for {column.table.name}.{column.name}: {t!r}")
 
 
