@@ -29,7 +29,7 @@ from crawler.tools import discover
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SETTINGS = Path("settings.toml")
-BUILTIN = ("crawl", "recrawl", "schedule", "db")
+BUILTIN = ("crawl", "recrawl", "worker", "schedule", "db")
 
 log = logging.getLogger("crawler")
 
@@ -39,6 +39,13 @@ examples:
   python -m crawler crawl seed.txt --db out.db --workers 8 --max-pages 1000
   python -m crawler crawl seed.txt --config my-settings.toml -v
   sqlite3 crawl.db 'select status_code, count(*) from pages group by 1'
+"""
+
+WORKER_EXAMPLES = """\
+examples:
+  python -m crawler crawl seed.txt --seed-only --db postgresql+psycopg://crawler@db/crawl
+  python -m crawler worker --db postgresql+psycopg://crawler@db/crawl      (on every machine)
+  python -m crawler worker --db postgresql+psycopg://crawler@db/crawl --forever
 """
 
 RECRAWL_EXAMPLES = """\
@@ -107,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         "seed_file", type=Path, nargs="?", help="one URL per line; # comments, blanks ok"
     )
     crawl.add_argument(
+        "--seed-only",
+        action="store_true",
+        help="add the seeds to the database and exit, for workers to crawl (see worker)",
+    )
+    crawl.add_argument(
         "--resume",
         action="store_true",
         help="continue the latest crawl in the database, with its settings (no seed file needed)",
@@ -141,6 +153,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _crawl_flags(recrawl, depth=False)
     _common(recrawl)
+
+    worker = sub.add_parser(
+        "worker",
+        help="join a crawl in a shared (PostgreSQL) database and work until it is done",
+        description=(
+            "Join the crawl already seeded in a shared database and fetch from its frontier "
+            "alongside any other workers, on this machine or others, until nothing is queued "
+            "and no worker holds a claim. Politeness holds across all of them. Uses the "
+            "settings of the database's latest crawl; --config and flags go over them."
+        ),
+        epilog=WORKER_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument(
+        "--forever", action="store_true", help="keep waiting for work (recrawls) instead of exiting"
+    )
+    _crawl_flags(worker, depth=False)
+    _common(worker)
 
     schedule = sub.add_parser(
         "schedule",
@@ -228,7 +258,7 @@ def _config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> C
     if path is None and stored is None and DEFAULT_SETTINGS.is_file():
         path = DEFAULT_SETTINGS
     overrides: dict[str, dict[str, Any]] = {"store": {"db": args.db}}
-    if args.command in ("crawl", "recrawl"):
+    if args.command in ("crawl", "recrawl", "worker"):
         overrides["crawl"] = {
             "workers": args.workers,
             "max_pages": args.max_pages,
@@ -282,7 +312,11 @@ def _cmd_crawl(args: argparse.Namespace, config: Config) -> int:
         abort=signals.abort,
         on_seed_problem=lambda p: print(p, file=sys.stderr),  # str(p) is "FILE:LINE: why: text"
         progress=progress,
+        seed_only=args.seed_only,
     )
+    if args.seed_only:
+        print(f"{outcome.seeds} seeds added; {outcome.queued_left} URLs queued for workers")
+        return EXIT_OK
     print(format_summary(outcome, db=config.store.db, resume=_resume_command(args)))
     if outcome.abandoned:
         # Threads still stuck in fetches given up on would hold the process open until their
@@ -366,6 +400,33 @@ def _cmd_recrawl(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from crawler.records import CrawlStatus
+    from crawler.runner import ProgressOptions, run_crawl, stored_settings
+    from crawler.summary import format_summary
+
+    base = _config(args)
+    latest = stored_settings(base.store.db)
+    if latest is None:
+        raise UsageError(f"nothing to work on: no crawl in database '{base.store.db}'")
+    config = _config(args, latest[1])
+    signals = _Signals()
+    signals.install()
+    progress = None
+    if not args.quiet:
+        live = sys.stderr.isatty() and args.log_file is None
+        progress = ProgressOptions(live=live, interval_s=config.crawl.progress_interval)
+    while True:
+        outcome = run_crawl(config, None, stop=signals.stop, abort=signals.abort, progress=progress)
+        print(format_summary(outcome, db=config.store.db), flush=True)
+        if outcome.status is CrawlStatus.FAILED:
+            return EXIT_FAILED
+        if signals.stop.is_set() or outcome.status is CrawlStatus.INTERRUPTED:
+            return EXIT_INTERRUPTED
+        if not args.forever or signals.stop.wait(5.0):
+            return EXIT_OK if not signals.stop.is_set() else EXIT_INTERRUPTED
+
+
 def _cmd_schedule(config: Config) -> int:
     from crawler.runner import due_counts
 
@@ -415,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_crawl(args, _crawl_config(args))
         if args.command == "recrawl":
             return _cmd_recrawl(args)
+        if args.command == "worker":
+            return _cmd_worker(args)
         if args.command == "schedule":
             return _cmd_schedule(_config(args))
         return _cmd_db(args, _config(args))
@@ -424,7 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("crawler: interrupted\n")
         return EXIT_INTERRUPTED
-    except Exception as exc:  # the work failed: say what, once, without a traceback
+    except Exception as exc:  # the work failed: say what, once, on one line, without a traceback
+        from crawler.writer import reason
+
         log.debug("fatal error", exc_info=True)
-        sys.stderr.write(f"crawler: error: {exc}\n")
+        sys.stderr.write(f"crawler: error: {reason(exc)}\n")
         return EXIT_FAILED

@@ -42,6 +42,9 @@ class CrawlSettings:
     given back to the frontier for the next run."""
     progress_interval: float = 10.0
     """Seconds between progress log lines when stderr is not a terminal."""
+    lease_timeout: float = 600.0
+    """Seconds a claimed URL stays reserved for its process; on a shared PostgreSQL database,
+    a dead worker's URLs go back to the frontier after this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,7 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("crawl", "max_time_s"): (lambda v: v >= 0, ">= 0"),
     ("crawl", "shutdown_grace"): (lambda v: v >= 0, ">= 0"),
     ("crawl", "progress_interval"): (lambda v: v > 0, "> 0"),
+    ("crawl", "lease_timeout"): (lambda v: v > 0, "> 0"),
     ("crawl", "user_agent"): (lambda v: bool(v.strip()) and "\n" not in v, "a non-empty line"),
     ("politeness", "delay"): (lambda v: v >= 0, ">= 0"),
     ("politeness", "per_host_concurrency"): (lambda v: v >= 1, ">= 1"),

@@ -62,6 +62,7 @@ class Frontier:
         delay_for: Callable[[str], float] | None = None,
         is_blocked: Callable[[FetchTask], bool] | None = None,
         max_per_host: int = 0,
+        retry_s: float = 0.1,
     ) -> None:
         self._politeness = politeness
         self._delay_for = delay_for or (lambda _host: politeness.delay)
@@ -80,6 +81,8 @@ class Frontier:
         self._per_host_buffer = per_host_buffer
         self._min_claim_interval_s = min_claim_interval_s
         self._last_claim_at = float("-inf")
+        self._retry_at = float("-inf")
+        self._retry_s = retry_s
         self._clock = clock
         self._slots: dict[int, Slot] = {}
         self._heap: list[tuple[float, int, int]] = []  # (ready_at, tiebreak, host_id)
@@ -111,6 +114,8 @@ class Frontier:
         ):
             return
         now = self._clock()
+        if now < self._retry_at:
+            return  # the last claim found only work that is not ready yet
         low = self._buffered < self._buffer_size // 2
         idle = not self._heap or self._heap[0][0] > now
         if not (low or idle):
@@ -137,7 +142,9 @@ class Frontier:
             return
         tasks = fut.result()
         self._prune()
-        if not tasks:
+        if not tasks and getattr(tasks, "more", False):
+            self._retry_at = self._clock() + self._retry_s  # shared database: poll, not stop
+        elif not tasks:
             self._empty_generation = self._claim_generation
         for task in tasks:
             self._add(task)
@@ -229,9 +236,11 @@ class Frontier:
 
     def wait_time(self) -> float | None:
         """Seconds until a buffered host becomes ready; None when none is waiting."""
-        if not self._heap:
-            return None
-        return max(0.0, self._heap[0][0] - self._clock())
+        now = self._clock()
+        waits = [self._heap[0][0] - now] if self._heap else []
+        if self._retry_at > now:
+            waits.append(self._retry_at - now)
+        return max(0.0, min(waits)) if waits else None
 
     def done(self, task: FetchTask, *, retry_after_s: float | None = None) -> None:
         """A fetch of ``task`` ended: free its host's slot, and honour a ``Retry-After``."""

@@ -69,6 +69,13 @@ class Plan:
     gone: bool = False
 
 
+class Claimed(list[FetchTask]):
+    """What a claim hands out. ``more``: nothing could be handed out now, but other work
+    exists (hosts waiting for their delay, or URLs other processes hold): claim again soon."""
+
+    more: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorRecord:
     """One failed attempt; becomes one ``errors`` row."""

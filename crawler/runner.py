@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -31,7 +32,7 @@ from crawler.extract import Extractor
 from crawler.fetcher import HTML_TYPES, Fetcher
 from crawler.frontier import Frontier, lease_deadline
 from crawler.lock import exclusive
-from crawler.politeness import HostGate, RobotsCache
+from crawler.politeness import MAX_CRAWL_DELAY_S, HostGate, RobotsCache
 from crawler.pool import StreamingPool
 from crawler.progress import Progress
 from crawler.records import CrawlStatus, FetchTask, PageResult
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 SEED_BATCH = 1000
 SITEMAP_MAX_BYTES = 200 * 1024 * 1024
 """Decoded bytes of one sitemap (the protocol allows 50 MB; some sites exceed it)."""
-LEASE_S = 600.0
-"""How long a claim holds a URL before another process may take it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +138,36 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
         sitemaps=SitemapReader(sitemap_fetcher.fetch, writer.put),
         keep_text=config.store.keep_text,
         extractor=Extractor(config.extract),
+        robots_takes_a_slot=not is_sqlite(config.store.db),
     )
+
+    shared = not is_sqlite(config.store.db)
+    lease_s = config.crawl.lease_timeout
+    last_recovery = [0.0]
+
+    def take(conn: Connection, n: int, exclude: Collection[int], per_host: int) -> list[FetchTask]:
+        if not shared:
+            return sql.claim(
+                conn, n, exclude, lease_deadline(utc_now(), lease_s), per_host=per_host
+            )
+        # Many processes share this frontier: the database reserves each host's next slot,
+        # and claims of dead workers come back when their leases expire.
+        if time.monotonic() - last_recovery[0] > min(10.0, lease_s / 2):
+            last_recovery[0] = time.monotonic()
+            sql.recover(conn, utc_now(), all_leases=False)
+        return sql.claim_shared(
+            conn,
+            n,
+            delay=polite.delay,
+            per_host=polite.per_host_concurrency,
+            lease_s=lease_s,
+            max_delay=MAX_CRAWL_DELAY_S,
+        )
 
     def claim(n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
         def job(conn: Connection) -> list[FetchTask]:
             now = utc_now()
-            tasks = sql.claim(conn, n, exclude, lease_deadline(now, LEASE_S), per_host=per_host)
+            tasks = take(conn, n, exclude, per_host)
             if robots is not None:  # a resumed crawl trusts robots.txt fetched earlier
                 unknown = {t.host for t in tasks if not robots.known(t.host)}
                 for host, body, at in sql.cached_robots(conn, unknown):
@@ -156,13 +179,25 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
     def is_blocked(task: FetchTask) -> bool:
         return robots is not None and robots.disallows(task.url, task.host)
 
-    frontier = Frontier(
-        polite,
-        claim,
-        delay_for=delay_for,
-        is_blocked=is_blocked,
-        max_per_host=config.scope.max_pages_per_host,
-    )
+    if shared:  # claim only what can be fetched at once: a reserved slot must not wait
+        size = config.crawl.workers
+        frontier = Frontier(
+            polite,
+            claim,
+            buffer_size=size,
+            per_host_buffer=1,
+            delay_for=delay_for,
+            is_blocked=is_blocked,
+            retry_s=0.05,
+        )
+    else:
+        frontier = Frontier(
+            polite,
+            claim,
+            delay_for=delay_for,
+            is_blocked=is_blocked,
+            max_per_host=config.scope.max_pages_per_host,
+        )
     return Parts(frontier, worker, fetchers)
 
 
@@ -290,6 +325,7 @@ def run_crawl(
     progress: ProgressOptions | None = None,
     recrawl: Recrawl | None = None,
     lock: bool = True,
+    seed_only: bool = False,
 ) -> CrawlOutcome:
     """One run: a crawl of ``seed_path`` (and what the frontier holds), or a ``recrawl`` pass.
     ``lock=False`` when the caller already holds the database (see :mod:`crawler.lock`)."""
@@ -304,9 +340,9 @@ def run_crawl(
     engine = open_database(config.store.db)
     try:
         if not lock:
-            return _run(config, seed_path, engine, seeds, stop, abort, progress, recrawl)
+            return _run(config, seed_path, engine, seeds, stop, abort, progress, recrawl, seed_only)
         with exclusive(config.store.db, engine, what="recrawl" if recrawl else "crawl"):
-            return _run(config, seed_path, engine, seeds, stop, abort, progress, recrawl)
+            return _run(config, seed_path, engine, seeds, stop, abort, progress, recrawl, seed_only)
     finally:
         engine.dispose()
 
@@ -320,6 +356,7 @@ def _run(
     abort: threading.Event | None,
     progress: ProgressOptions | None,
     recrawl: Recrawl | None,
+    seed_only: bool = False,
 ) -> CrawlOutcome:
     writer = Writer(engine, config.store).start()
     fetchers: list[Fetcher] = []
@@ -351,6 +388,16 @@ def _run(
             )
         )
         writer.crawl_id = crawl_id
+        if seed_only:  # the run's row keeps the settings that workers will take up
+            writer.run(
+                partial(
+                    sql.finish_crawl, crawl_id=crawl_id, status=CrawlStatus.FINISHED, now=utc_now()
+                )
+            )
+            queued = writer.run(sql.queued_count)
+            return CrawlOutcome(
+                crawl_id, CrawlStatus.FINISHED, "seeded", CrawlStats(), queued, n_seeds
+            )
         scope = Scope(
             seed_hosts=writer.run(sql.seed_hosts),
             allowed_domains=config.scope.allowed_domains,

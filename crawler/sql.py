@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, case, func, select, t
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crawler.records import (
+    Claimed,
     CrawlStatus,
     FetchResult,
     FetchTask,
@@ -190,7 +191,11 @@ def claim(
             urls_t.c.changefreq,
         )
     )
-    rows = conn.execute(stmt).all()
+    return _tasks(conn, conn.execute(stmt).all())
+
+
+def _tasks(conn: Connection, rows: Sequence[Any]) -> list[FetchTask]:
+    """Claimed rows as tasks, in hand-out order (RETURNING promises none)."""
     if not rows:
         return []
     host_names = dict(
@@ -216,7 +221,6 @@ def claim(
         )
         for r in rows
     ]
-    # RETURNING gives rows in no promised order: restore hand-out order.
     order = {r.id: (-r.priority, r.depth, r.id) for r in rows}
     tasks.sort(key=lambda t: order[t.url_id])
     return tasks
@@ -716,3 +720,83 @@ def _store_bodies(conn: Connection, ids: Sequence[int], kept: Sequence[PageResul
         )
     if rows:
         conn.execute(bodies_t.insert(), rows)
+
+
+_SHARED_CLAIM = text(
+    """
+    WITH ready AS (
+        SELECT h.id, GREATEST(:delay, LEAST(COALESCE(h.crawl_delay, 0), :max_delay)) AS delay
+        FROM hosts AS h
+        WHERE (h.next_allowed_at IS NULL OR h.next_allowed_at <= now())
+          AND EXISTS (SELECT 1 FROM urls AS q WHERE q.host_id = h.id AND q.state = 'queued')
+          AND (SELECT count(*) FROM urls AS f
+               WHERE f.host_id = h.id AND f.state = 'fetching' AND f.lease_until > now())
+              < :per_host
+        ORDER BY h.next_allowed_at NULLS FIRST, h.id
+        LIMIT :limit
+        FOR UPDATE OF h SKIP LOCKED
+    ),
+    picked AS (
+        -- The host rows are locked (ready): no other worker can pick from these hosts now.
+        SELECT r.id AS host_id,
+               (SELECT u.id FROM urls AS u
+                WHERE u.host_id = r.id AND u.state = 'queued'
+                ORDER BY u.priority DESC, u.depth, u.id
+                LIMIT 1) AS id
+        FROM ready AS r
+    ),
+    reserved AS (
+        UPDATE hosts AS h
+        SET next_allowed_at = now() + make_interval(secs => r.delay + :margin)
+        FROM ready AS r
+        WHERE h.id = r.id AND h.id IN (SELECT host_id FROM picked)
+        RETURNING h.id
+    )
+    UPDATE urls AS u
+    SET state = 'fetching', lease_until = now() + make_interval(secs => :lease)
+    FROM picked AS p
+    WHERE u.id = p.id AND (SELECT count(*) FROM reserved) >= 0
+    RETURNING u.id, u.url, u.host_id, u.depth, u.priority, u.etag, u.last_modified,
+              u.content_hash, u.kind, u.fetch_interval, u.failures, u.not_found, u.changefreq
+    """
+)
+
+
+def claim_shared(
+    conn: Connection,
+    limit: int,
+    *,
+    delay: float,
+    per_host: int,
+    lease_s: float,
+    max_delay: float,
+    margin: float = 0.05,
+) -> Claimed:
+    """The claim of many processes sharing one PostgreSQL frontier (DESIGN §6): at most one URL
+    per ready host, and the host's next slot reserved in ``hosts.next_allowed_at`` in the same
+    transaction, so a host's delay and concurrency hold across every worker. Rows other workers
+    are claiming are skipped (``SKIP LOCKED``), never waited for, never handed out twice.
+    ``more`` says whether work exists that is not ready yet (or is held by other workers)."""
+    rows = conn.execute(
+        _SHARED_CLAIM,
+        {
+            "limit": limit,
+            "delay": delay,
+            "per_host": per_host,
+            "lease": lease_s,
+            "max_delay": max_delay,
+            "margin": margin if delay > 0 else 0.0,
+        },
+    ).all()
+    tasks = Claimed(_tasks(conn, rows))
+    if not tasks:
+        tasks.more = bool(
+            conn.execute(
+                text(
+                    # fetching, even with an expired lease: a dead worker's URLs come back
+                    # (sql.recover) and must still be crawled
+                    "SELECT EXISTS (SELECT 1 FROM urls WHERE state IN ('queued', 'fetching'))"
+                )
+            ).scalar()
+        )
+    return tasks

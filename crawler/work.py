@@ -92,6 +92,7 @@ class PageWorker:
         sitemaps: SitemapReader | None = None,
         keep_text: bool = False,
         extractor: Extractor | None = None,
+        robots_takes_a_slot: bool = False,
     ) -> None:
         self._fetch = fetch
         self._links = links
@@ -101,6 +102,9 @@ class PageWorker:
         self._use_sitemaps = use_sitemaps
         self._sitemaps = sitemaps
         self._keep_text = keep_text
+        self._robots_takes_a_slot = robots_takes_a_slot
+        """Shared database: a host's reserved slot covers one request, so a task that had to
+        fetch robots.txt goes back to the frontier and its page waits for the next slot."""
         self._extractor = extractor if extractor else None
 
     def __call__(self, task: FetchTask) -> PageResult:
@@ -118,6 +122,8 @@ class PageWorker:
             if isinstance(verdict, PageResult):  # not fetched: blocked, refused or put back
                 return replace(verdict, plan=self._plan(task, verdict))
             robots = verdict
+            if robots is not None and self._robots_takes_a_slot:
+                return PageResult(task, URLState.QUEUED, robots=robots)
         if task.kind == "sitemap" and self._sitemaps is not None:
             result = self._read_sitemap(task, self._sitemaps)
         else:
