@@ -60,7 +60,12 @@ MAIN_EXAMPLES = """\
 commands:
   crawl        crawl the URLs of a seed file and what they link to (the default command)
   recrawl      fetch again what is due, with conditional requests; record what changed
+  worker       join a crawl in a shared PostgreSQL database (many machines, one frontier)
   schedule     how many URLs are due now, within an hour, a day, a week
+  stats        the crawl at a glance          errors   failures, with the pages linking to them
+  search       full-text search of page text  query    read-only SQL (table, csv, jsonl)
+  export       a table as JSON lines or CSV   warc     stored responses as a WARC file
+  report       one self-contained HTML report with charts
   db upgrade   create or migrate the database schema explicitly
 
 examples:
