@@ -91,6 +91,8 @@ class HostGate:
             return _noop  # not a URL we can key: the fetcher will refuse it anyway
         entry = self._entry(host)
         delay = self._delay_for(host)
+        if delay <= 0 and entry.not_before <= self._clock():
+            return _noop  # no spacing to keep: requests to the host need not queue up here
         if delay > 0:
             delay += GATE_MARGIN_S
         entry.lock.acquire()
