@@ -21,9 +21,11 @@ test-quick:
 	$(VENV)/bin/pytest -q -m "not slow"
 
 bench:
+	@$(PY) -c 'import scrapy' 2>/dev/null || $(PY) -m pip install -q -e '.[bench]' || echo "could not install the bench extra (Scrapy): pip install -e '.[bench]'; Scrapy is skipped"
 	$(PY) -m bench
 
 bench-quick:
+	@$(PY) -c 'import scrapy' 2>/dev/null || $(PY) -m pip install -q -e '.[bench]' || echo "could not install the bench extra (Scrapy): pip install -e '.[bench]'; Scrapy is skipped"
 	$(PY) -m bench --quick
 
 clean:

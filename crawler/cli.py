@@ -407,7 +407,7 @@ def _cmd_recrawl(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     from crawler.records import CrawlStatus
-    from crawler.runner import ProgressOptions, run_crawl, stored_settings
+    from crawler.runner import ProgressOptions, run_crawl, stored_settings, wait_for_work
     from crawler.summary import format_summary
 
     base = _config(args)
@@ -428,8 +428,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         if signals.stop.is_set() or outcome.status is CrawlStatus.INTERRUPTED:
             return EXIT_INTERRUPTED
-        if not args.forever or signals.stop.wait(5.0):
-            return EXIT_OK if not signals.stop.is_set() else EXIT_INTERRUPTED
+        if not args.forever:
+            return EXIT_OK
+        if not wait_for_work(config.store.db, signals.stop):
+            return EXIT_INTERRUPTED
 
 
 def _cmd_schedule(config: Config) -> int:

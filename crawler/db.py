@@ -9,6 +9,7 @@ migrated by a newer version of the crawler is refused with :class:`DatabaseError
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from importlib import resources
 from pathlib import Path
@@ -61,8 +62,23 @@ def _check_sqlite_file(path: Path) -> None:
             raise DatabaseError(f"cannot read database '{path}': {exc.strerror}") from exc
         if head and head != SQLITE_MAGIC:
             raise DatabaseError(f"'{path}' is not a SQLite database; refusing to touch it")
+        if not _writable(path.parent) or not _writable(path):
+            # SQLite would say "unable to open database file" or "attempt to write a readonly
+            # database"; WAL mode needs to create -wal and -shm files next to the database.
+            raise DatabaseError(
+                f"cannot write database '{path}': it or its directory '{path.parent}' is read-only"
+            )
     elif not path.parent.is_dir():
         raise DatabaseError(f"cannot create database '{path}': no such directory '{path.parent}'")
+    elif not _writable(path.parent):
+        raise DatabaseError(
+            f"cannot create database '{path}': directory '{path.parent}' is read-only"
+        )
+
+
+def _writable(path: Path) -> bool:
+    """``access(2)`` W_OK: false for a read-only mount even for root, and for missing rights."""
+    return os.access(path, os.W_OK)
 
 
 def _on_sqlite_begin(conn: Connection) -> None:

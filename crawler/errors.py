@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import http
+import http.client
 import socket
 
 import requests
@@ -95,6 +96,26 @@ class HTTPStatusError(FetchError):
 
 def _caused_by_dns(exc: BaseException) -> bool:
     """Walk the cause/context chain and the args: urllib3 wraps gaierror several levels deep."""
+    return _in_chain(exc, (socket.gaierror, urllib3.exceptions.NameResolutionError))
+
+
+def _malformed_head(exc: BaseException) -> bool:
+    """True when the server answered with something that is not an HTTP status line and
+    headers (an HTTP/0.9 body, garbage, a header line too long), as opposed to closing the
+    connection without a word (``RemoteDisconnected``, a subclass of ``BadStatusLine``)."""
+    return _in_chain(
+        exc,
+        (http.client.HTTPException,),  # BadStatusLine, LineTooLong, UnknownProtocol, ...
+        unless=(http.client.RemoteDisconnected, http.client.IncompleteRead),
+    )
+
+
+def _in_chain(
+    exc: BaseException,
+    kinds: tuple[type[BaseException], ...],
+    unless: tuple[type[BaseException], ...] = (),
+) -> bool:
+    """True when an instance of ``kinds`` (and not of ``unless``) is in ``exc``'s chain."""
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:
@@ -102,7 +123,7 @@ def _caused_by_dns(exc: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, socket.gaierror | urllib3.exceptions.NameResolutionError):
+        if isinstance(current, kinds) and not isinstance(current, unless):
             return True
         for nxt in (current.__cause__, current.__context__, *current.args):
             if isinstance(nxt, BaseException):
@@ -119,7 +140,9 @@ def classify(exc: BaseException) -> ErrorKind:
     Order matters: TLS before connect (``SSLError`` is a ``ConnectionError``), a bare urllib3
     ``NewConnectionError`` before timeouts (it subclasses ``ConnectTimeoutError``), timeouts before
     connect (``ConnectTimeout`` is both), DNS inside connect (a failed lookup surfaces as a
-    ``ConnectionError`` whose cause is ``socket.gaierror``).
+    ``ConnectionError`` whose cause is ``socket.gaierror``), and a response head that is not
+    HTTP (``BadStatusLine``: an HTTP/0.9 answer, a garbage status line) inside connect too, as
+    ``content``; a server that closed without a word (``RemoteDisconnected``) stays ``connect``.
     """
     if isinstance(exc, FetchError):
         return exc.kind
@@ -149,6 +172,8 @@ def classify(exc: BaseException) -> ErrorKind:
     if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
         if _caused_by_dns(exc):
             return ErrorKind.DNS
+        if _malformed_head(exc):  # an answer that is not HTTP: the response, not the network
+            return ErrorKind.CONTENT
         return ErrorKind.CONNECT
     return ErrorKind.OTHER
 

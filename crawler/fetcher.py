@@ -45,8 +45,12 @@ Decisions:
   retried. Proxied connections are not checked (the peer is the proxy).
 * **Deadline.** ``total_timeout`` covers one attempt, all redirect hops and the body. It is
   checked after every chunk, and near the deadline the socket timeout is lowered to what is left.
-  *Limit*: a server that drips the status line and headers cannot be cut by requests; it is
-  bounded only by ``read_timeout_s`` per byte.
+  requests' read timeout is per read, so a server that drips its status line and headers (or a
+  body) a byte at a time would never be cut by it: a watchdog thread (one per Fetcher) shuts the
+  connection's socket down when the deadline passes while a request waits for its response or
+  reads its body, and the attempt fails with ``timeout``. *Limit*: a proxied connection is not
+  watched (the watchdog learns the connection from :data:`crawler.netguard.conn_hook`, which
+  proxied connections do not call); its read timeout still bounds each read.
 * **Retried:** connection errors, DNS ``EAI_AGAIN`` (a temporary lookup failure; a name that does
   not exist is final at once), timeouts (including the deadline), a connection broken mid-body
   (kind ``content``), and 429/500/502/503/504. **Not retried:** TLS, redirect, too_large, a body
@@ -61,7 +65,10 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import ipaddress
+import itertools
 import logging
 import os
 import random
@@ -74,6 +81,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from http.cookiejar import Cookie
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -88,7 +96,13 @@ import urllib3.exceptions
 from crawler import errors
 from crawler.config import FetchSettings
 from crawler.errors import DeadlineError, ErrorKind, RedirectError
-from crawler.netguard import GuardedAdapter, PrivateAddressError, guarded_pool_classes, sent_hook
+from crawler.netguard import (
+    GuardedAdapter,
+    PrivateAddressError,
+    conn_hook,
+    guarded_pool_classes,
+    sent_hook,
+)
 from crawler.records import ErrorRecord, FetchResult
 
 __all__ = ["HTML_TYPES", "FetchOutcome", "Fetcher", "PrivateAddressError", "parse_retry_after"]
@@ -146,6 +160,99 @@ class _NoCookies(requests.cookies.RequestsCookieJar):
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         return None
+
+
+class _Watch:
+    """One armed deadline: the connection to shut when it passes, and whether it did."""
+
+    __slots__ = ("conn", "done", "fired")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.fired = False
+        self.done = False
+
+
+class _Watchdog:
+    """Shuts down the socket of a request still running at its deadline (see "Deadline").
+
+    One daemon thread, started on first use, waits on a heap of armed watches (by real
+    ``time.monotonic``, whatever clock the Fetcher was given). Disarmed watches are dropped
+    lazily when they reach the top of the heap, so the heap holds at most the requests of the
+    last ``total_timeout`` seconds.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float) -> _Watch:
+        """A watch that fires ``seconds`` from now, unless disarmed first."""
+        watch = _Watch()
+        at = time.monotonic() + max(0.0, seconds)
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="fetch-watchdog", daemon=True
+                )
+                self._thread.start()
+            heapq.heappush(self._heap, (at, next(self._order), watch))
+            if self._heap[0][2] is watch:
+                self._cond.notify()
+        return watch
+
+    def attach(self, watch: _Watch, conn: Any) -> None:
+        """The connection ``watch`` guards; shut at once if the watch already fired."""
+        with self._cond:
+            if watch.done:
+                return
+            watch.conn = conn
+            if watch.fired:
+                _shut(conn)
+
+    def disarm(self, watch: _Watch) -> bool:
+        """Stop watching; True if the deadline had already fired (the socket was shut)."""
+        with self._cond:
+            watch.done = True
+            watch.conn = None
+            return watch.fired
+
+    def close(self) -> None:
+        with self._cond:
+            thread, self._thread = self._thread, None
+            self._heap.clear()
+            self._cond.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        with self._cond:
+            while self._thread is me:
+                heap = self._heap
+                while heap and heap[0][2].done:
+                    heapq.heappop(heap)
+                if not heap:
+                    self._cond.wait()
+                    continue
+                delay = heap[0][0] - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                watch = heapq.heappop(heap)[2]
+                watch.fired = True
+                if watch.conn is not None:
+                    _shut(watch.conn)
+
+
+def _shut(conn: Any) -> None:
+    """Wake a thread blocked reading ``conn``: shut its socket down (the owner closes it)."""
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def mask_userinfo(text: str) -> str:
@@ -314,7 +421,9 @@ class Fetcher:
         self._body_types = body_types
         self._before_request = before_request
         self._on_retry_after = on_retry_after
-        self._pool_classes = guarded_pool_classes(allow_private) if allow_private else None
+        # Always the guarded classes: they also tell the deadline watchdog their connection.
+        self._pool_classes = guarded_pool_classes(allow_private or (lambda host: True))
+        self._watchdog = _Watchdog()
         self._sleep = sleep
         self._should_stop = should_stop
         self._now = now
@@ -355,17 +464,12 @@ class Fetcher:
             session.trust_env = False
             session.headers = requests.structures.CaseInsensitiveDict(self._headers)
             session.cookies = _NoCookies()
-            if self._pool_classes is not None:
-                adapter = GuardedAdapter(
-                    self._pool_classes,
-                    pool_connections=self._pool_hosts,
-                    pool_maxsize=1,
-                    max_retries=0,
-                )
-            else:
-                adapter = requests.adapters.HTTPAdapter(
-                    pool_connections=self._pool_hosts, pool_maxsize=1, max_retries=0
-                )
+            adapter = GuardedAdapter(
+                self._pool_classes,
+                pool_connections=self._pool_hosts,
+                pool_maxsize=1,
+                max_retries=0,
+            )
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._local.adapter = adapter
@@ -380,6 +484,7 @@ class Fetcher:
         for session in sessions:
             session.close()
         self._local = threading.local()
+        self._watchdog.close()
 
     # -- retry policy (tenacity strategies) --------------------------------------------------
 
@@ -553,14 +658,29 @@ class Fetcher:
         if "@" in url:
             request.prepare_auth(None, url)
         s = self._settings
-        return adapter.send(
-            request,
-            stream=True,
-            timeout=(min(s.connect_timeout_s, remaining), min(s.read_timeout_s, remaining)),
-            verify=self._verify,
-            cert=None,
-            proxies=self._proxy.for_url(url) or {},
-        )
+        watchdog = self._watchdog
+        watch = watchdog.arm(remaining)
+        conn_hook.fn = partial(watchdog.attach, watch)
+        response: requests.Response | None = None
+        try:
+            response = adapter.send(
+                request,
+                stream=True,
+                timeout=(min(s.connect_timeout_s, remaining), min(s.read_timeout_s, remaining)),
+                verify=self._verify,
+                cert=None,
+                proxies=self._proxy.for_url(url) or {},
+            )
+        except Exception as exc:
+            if watchdog.disarm(watch):
+                raise self._deadline_error(None) from exc
+            raise
+        finally:
+            conn_hook.fn = None
+        if watchdog.disarm(watch):  # headers cut short by the watchdog may still parse
+            response.close()
+            raise self._deadline_error(None)
+        return response
 
     def _redirect_target(
         self, current: str, location: str, seen: set[str], chain: list[str]
@@ -646,6 +766,8 @@ class Fetcher:
         chunks: list[bytes] = []
         size = 0
         clamped = False
+        watch = self._watchdog.arm(deadline - self._monotonic())
+        self._watchdog.attach(watch, raw.connection)
 
         def keep(chunk: bytes) -> None:
             if sink is not None:
@@ -668,10 +790,16 @@ class Fetcher:
                 try:
                     chunk = raw.read1(_CHUNK, decode_content=True)
                 except urllib3.exceptions.ReadTimeoutError as exc:
-                    if clamped and deadline - self._monotonic() < 0.05:
+                    if watch.fired or (clamped and deadline - self._monotonic() < 0.05):
+                        raise self._deadline_error(size) from exc
+                    raise
+                except Exception as exc:
+                    if watch.fired:  # the watchdog shut the socket: a deadline, not a reset
                         raise self._deadline_error(size) from exc
                     raise
                 if not chunk:
+                    if self._watchdog.disarm(watch):  # EOF because the watchdog shut it
+                        raise self._deadline_error(size)
                     return b"".join(chunks), size
                 size += len(chunk)
                 if size > cap:
@@ -681,12 +809,13 @@ class Fetcher:
                     return b"".join(chunks), size
                 keep(chunk)
         finally:
+            self._watchdog.disarm(watch)
             response.close()
 
-    def _deadline_error(self, size: int) -> DeadlineError:
-        return DeadlineError(
-            f"total deadline of {self._settings.total_timeout:g}s passed after {size} bytes of body"
-        )
+    def _deadline_error(self, size: int | None) -> DeadlineError:
+        """``size`` bytes of body read; None: still waiting for the status line and headers."""
+        where = "before the response headers" if size is None else f"after {size} bytes of body"
+        return DeadlineError(f"total deadline of {self._settings.total_timeout:g}s passed {where}")
 
     def _discard(self, response: requests.Response) -> None:
         """Drop a body we won't use; drain a small one first so the connection can be reused."""

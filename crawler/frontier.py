@@ -71,6 +71,7 @@ class Frontier:
         """True for a task robots.txt already known for its host disallows: no slot is spent."""
         self._max_per_host = max_per_host
         self._handed: dict[int, int] = {}
+        self._discarded: set[str] = set()
         self._capped: set[int] = set()
         self.blocked: list[FetchTask] = []
         """Tasks found disallowed at hand-out, for the engine to record as blocked."""
@@ -147,6 +148,9 @@ class Frontier:
         elif not tasks:
             self._empty_generation = self._claim_generation
         for task in tasks:
+            if task.url in self._discarded:
+                self._discarded.discard(task.url)
+                continue  # became known as done while this claim was under way
             self._add(task)
 
     def _slot(self, task: FetchTask) -> Slot:
@@ -217,7 +221,8 @@ class Frontier:
 
     def discard(self, url: str, host: str) -> bool:
         """Drop a buffered, unstarted task for ``url`` (it became known some other way, e.g. as
-        a redirect's target); True if one was dropped."""
+        a redirect's target); True if one was dropped. A claim already under way may still
+        bring it: it is remembered, and dropped when that claim arrives."""
         for slot in self._slots.values():
             if slot.host != host:
                 continue
@@ -226,6 +231,10 @@ class Frontier:
                     slot.queue.remove(task)
                     self._buffered -= 1
                     return True
+        if self.pending_claim is not None:
+            if len(self._discarded) > 10_000:
+                self._discarded.clear()
+            self._discarded.add(url)
         return False
 
     def take(self) -> tuple[list[FetchTask], list[FetchTask]]:

@@ -48,6 +48,7 @@ __all__ = [
     "GuardedAdapter",
     "PrivateAddressError",
     "address_problem",
+    "conn_hook",
     "guarded_pool_classes",
 ]
 
@@ -97,6 +98,8 @@ def _check_peer(conn: urllib3.connection.HTTPConnection, allow: AllowPrivate) ->
     if problem is None:
         return
     host = conn.host
+    if ":" in host:  # urllib3 strips an IPv6 literal's brackets; URLs (and seeds) keep them
+        host = f"[{host}]"
     if allow(host):
         return
     conn.close()
@@ -119,6 +122,21 @@ def _fire_sent_hook() -> None:
         fn()
 
 
+class _ConnHook(threading.local):
+    fn: Callable[[urllib3.connection.HTTPConnection], object] | None = None
+
+
+conn_hook = _ConnHook()
+"""Per thread: called with the connection right before a request is written on it (the
+fetcher's deadline watchdog keeps it, to close its socket if the response is too slow)."""
+
+
+def _fire_conn_hook(conn: urllib3.connection.HTTPConnection) -> None:
+    fn = conn_hook.fn
+    if fn is not None:
+        fn(conn)
+
+
 class GuardedHTTPConnection(urllib3.connection.HTTPConnection):
     """An ``HTTPConnection`` that checks its peer once connected; see the module docstring."""
 
@@ -129,6 +147,7 @@ class GuardedHTTPConnection(urllib3.connection.HTTPConnection):
         _check_peer(self, type(self).allow_private)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
+        _fire_conn_hook(self)
         super().request(*args, **kwargs)
         _fire_sent_hook()
 
@@ -143,6 +162,7 @@ class GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
         _check_peer(self, type(self).allow_private)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
+        _fire_conn_hook(self)
         super().request(*args, **kwargs)
         _fire_sent_hook()
 

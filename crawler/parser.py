@@ -21,10 +21,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bs4 import BeautifulSoup, Comment, MarkupResemblesLocatorWarning, Tag
+from bs4.dammit import EncodingDetector
 from bs4.element import NavigableString
 
+from crawler.fastparse import parse_fast
 from crawler.records import Link, ParsedPage
-from crawler.urls import resolve, resolve_link
+from crawler.urls import resolve, resolve_link, without_userinfo
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _INVISIBLE = frozenset({"script", "style", "noscript", "template", "head", "title"})
@@ -94,6 +96,45 @@ def page_text(soup: BeautifulSoup) -> str:
     return _WS.sub(" ", " ".join(_visible_text(soup, _BOILERPLATE))).strip()
 
 
+_NON_ASCII_DECODED = re.compile("[^\x00-\x7f\ufffd]")
+
+
+def sniff_charset(body: bytes) -> str | None:
+    """The charset of a page that neither a header nor a BOM names, as browsers guess it.
+
+    A ``<meta charset>`` (or XML) declaration in the first bytes: None, bs4 reads it. Otherwise
+    UTF-8 when the bytes hold at least one valid non-ASCII UTF-8 sequence (or are plain ASCII):
+    a few invalid bytes among them become U+FFFD, never mojibake. Otherwise windows-1252, the
+    browsers' fallback for Western pages (``caf\\xe9`` is ``café``). bs4's own guess is not used:
+    on short or mixed input it picks exotic codecs (windows-1250 for UTF-8 with one bad byte).
+    """
+    if EncodingDetector.find_declared_encoding(body, is_html=True):
+        return None
+    text = body.decode("utf-8", errors="replace")
+    if text.count("\ufffd") == body.count(b"\xef\xbf\xbd"):  # valid UTF-8 (or ASCII)
+        return "utf-8"
+    return "utf-8" if _NON_ASCII_DECODED.search(text) else "windows-1252"
+
+
+def usable_charset(charset: str | None) -> str | None:
+    """A header's charset if Python can decode text with it; None (sniff instead) for a name it
+    does not know, a non-text codec (``idna``, ``base64``) or one with control characters."""
+    if not charset or not charset.isprintable():
+        return None
+    try:
+        info = codecs.lookup(charset)
+    except (LookupError, ValueError):
+        return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _UNUSABLE_CODECS:
+        return None
+    return info.name
+
+
+_UNUSABLE_CODECS = frozenset(
+    {"idna", "punycode", "undefined", "raw_unicode_escape", "unicode_escape"}
+)
+
+
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -111,11 +152,26 @@ def parse_html(
     """Parse one HTML page fetched from ``url`` (the final URL, after redirects).
 
     ``charset`` is the one the ``Content-Type`` header declared; per the HTML standard it wins
-    over ``<meta charset>`` (a byte-order mark wins over both). ``keep_text`` adds the page's
-    text; ``extract`` runs on the same document (see :mod:`crawler.extract`).
+    over ``<meta charset>`` (a byte-order mark wins over both); with neither, see
+    :func:`sniff_charset`. ``keep_text`` adds the page's text; ``extract`` runs on the same
+    document (see :mod:`crawler.extract`).
     """
+    charset = usable_charset(charset)
     if body.startswith(_BOMS):
         charset = None  # bs4 would let from_encoding override the BOM
+    elif charset is None:
+        charset = sniff_charset(body)
+    if extract is None:  # nothing needs a BeautifulSoup tree: lxml alone, same values
+        fast = parse_fast(
+            body,
+            url,
+            charset=charset,
+            sort_query=sort_query,
+            strip_tracking=strip_tracking,
+            keep_text=keep_text,
+        )
+        if fast is not None:
+            return fast[0]
     soup = BeautifulSoup(body, "lxml", from_encoding=charset)
 
     title_tag = soup.find("title")
@@ -146,6 +202,7 @@ def parse_html(
         )
         if target is None:
             continue
+        target = without_userinfo(target)
         nofollow = "nofollow" in _rel_tokens(tag)
         # A URL linked both ways on one page is followable: nofollow only if every link says so.
         nofollow_by_url[target] = nofollow_by_url.get(target, True) and nofollow

@@ -25,7 +25,7 @@ from sqlalchemy import Engine as Engine_
 
 from crawler import sql
 from crawler.config import Config, FetchSettings, as_dict
-from crawler.db import database_url, is_sqlite, open_database
+from crawler.db import database_url, is_sqlite, make_engine, open_database
 from crawler.engine import CrawlStats, Engine, Limits
 from crawler.errors import SeedFileError
 from crawler.extract import Extractor
@@ -292,6 +292,23 @@ def due_counts(db: str) -> dict[str, int] | None:
     try:
         with engine.connect() as conn:
             return sql.due_counts(conn, dt.datetime.now(dt.UTC))
+    finally:
+        engine.dispose()
+
+
+def wait_for_work(db: str, stop: threading.Event, poll_s: float = 5.0) -> bool:
+    """For ``worker --forever``: wait until the shared frontier holds work again (URLs queued,
+    or leases of a dead worker to take back), looking every ``poll_s`` seconds; False when
+    ``stop`` is set first. An idle worker polls one cheap query instead of starting a run (and
+    a ``crawls`` row) every few seconds."""
+    engine = make_engine(db)
+    try:
+        while True:
+            with engine.connect() as conn:
+                if sql.pending_work(conn):
+                    return True
+            if stop.wait(poll_s):
+                return False
     finally:
         engine.dispose()
 

@@ -12,6 +12,11 @@ line, so one line of binary junk is one problem, not a crash. This module does n
 (the database does) and does not decide that a file with no valid seed is an error (the caller
 counts the Seeds); the only exception it raises is ``SeedFileError``, for a file it cannot open
 or read.
+
+A URL carrying credentials (``http://user:secret@host/``) is a problem, not a seed: the crawler
+stores every URL it fetches in ``urls.url`` and logs it, so a password in a seed would end up in
+clear in the database, the logs and every export. The problem's text shows the line masked
+(``http://***:***@host/``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ _SHOWN_CHARS: Final = 120  # of an offending line, in a problem's text
 _BOM: Final = "\ufeff"
 _BOM_BYTES: Final = _BOM.encode("utf-8")
 _INNER_WHITESPACE: Final = re.compile(r"\s")
+_CREDENTIALS_REFUSED: Final = (
+    "credentials in a seed URL are refused (they would be stored in the database in clear)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +93,12 @@ def _parse_line(line_no: int, line: str, source: str) -> Seed | SeedProblem | No
         # Most likely two URLs, or a URL and a remark; a real space in a URL is written %20.
         return SeedProblem(line_no, _shown(text), "whitespace inside the URL", source)
     try:
-        return Seed(line_no, canonicalize(text))
+        url = canonicalize(text)
     except ValueError:
         return SeedProblem(line_no, _shown(text), "not an absolute http(s) URL", source)
+    if "@" in url.split("/", 3)[2]:  # scheme://AUTHORITY/...: userinfo survived canonicalization
+        return SeedProblem(line_no, _shown(text), _CREDENTIALS_REFUSED, source)
+    return Seed(line_no, url)
 
 
 def parse_seed_lines(

@@ -29,7 +29,7 @@ from crawler.records import (
     SitemapChunk,
     URLState,
 )
-from crawler.urls import host_key
+from crawler.urls import host_key, without_userinfo
 from models import Body, Crawl, Error, Fetch, Host, Link, Url
 
 CHUNK = 500
@@ -64,7 +64,9 @@ class HostCache:
 
     def ids(self, conn: Connection, hosts: Iterable[str]) -> dict[str, int]:
         wanted = set(hosts)
-        missing = [h for h in wanted if h not in self._ids]
+        # Sorted: concurrent writers (workers sharing PostgreSQL) then insert new keys in the
+        # same order, so one waits for the other instead of the two deadlocking.
+        missing = sorted(h for h in wanted if h not in self._ids)
         if missing:
             if len(self._ids) + len(missing) > self._limit:
                 self._ids.clear()
@@ -80,8 +82,29 @@ class HostCache:
 
 def insert_urls(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert URLs, ignoring known ones — except that a URL known only as ``excluded`` (seen out
-    of scope or too deep) becomes ``queued`` when it is now found followable."""
+    of scope or too deep) becomes ``queued`` when it is now found followable.
+
+    Known URLs are not locked: ``ON CONFLICT DO UPDATE`` locks every row it meets, even where
+    its ``WHERE`` is false, and a link target another worker is storing as fetched would then
+    make two workers' batches wait for each other (a deadlock on PostgreSQL). So new rows are
+    inserted with ``DO NOTHING``, in URL order (concurrent inserts of the same new URLs queue
+    up in one order), and only the rows still ``excluded`` are upserted again."""
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":  # one order for every worker; SQLite has one writer
+        rows = sorted(rows, key=lambda r: str(r["url"]))  # and keeps discovery order (ids)
+    conn.execute(_insert(conn, urls_t).on_conflict_do_nothing(index_elements=["url"]), rows)
+    followable = [r for r in rows if r["state"] == URLState.QUEUED.value]
+    excluded: set[str] = set()
+    for chunk in _chunks([r["url"] for r in followable]):
+        excluded.update(
+            conn.execute(
+                select(urls_t.c.url).where(
+                    urls_t.c.url.in_(chunk), urls_t.c.state == URLState.EXCLUDED
+                )
+            ).scalars()
+        )
+    if not excluded:
         return
     ins = _insert(conn, urls_t)
     stmt = ins.on_conflict_do_update(
@@ -93,7 +116,7 @@ def insert_urls(conn: Connection, rows: list[dict[str, Any]]) -> None:
         },
         where=and_(urls_t.c.state == URLState.EXCLUDED, ins.excluded.state == URLState.QUEUED),
     )
-    conn.execute(stmt, rows)
+    conn.execute(stmt, [r for r in followable if r["url"] in excluded])
 
 
 def url_ids(conn: Connection, urls: Collection[str]) -> dict[str, int]:
@@ -390,7 +413,7 @@ def store_results(
                 "first_seen_at": now,
                 "last_seen_at": now,
             }
-            for (src, dst), nofollow in pairs.items()
+            for (src, dst), nofollow in sorted(pairs.items())
         ]
         ins = _insert(conn, links_t)
         conn.execute(
@@ -417,7 +440,7 @@ def store_results(
                     "crawl_id": crawl_id,
                     "fetched_at": f.fetched_at,
                     "status_code": f.status_code,
-                    "final_url": f.final_url,
+                    "final_url": without_userinfo(f.final_url),
                     "redirects": f.redirects,
                     "content_type": f.content_type,
                     "content_length": f.content_length,
@@ -533,7 +556,9 @@ def _store_redirect_targets(
     stmt = ins.on_conflict_do_update(
         index_elements=["url"],
         set_={"state": URLState.DONE.value, "lease_until": None},
-        where=urls_t.c.state.in_([URLState.QUEUED.value, URLState.FETCHING.value]),
+        # An OR, not IN: an expanding IN cannot be part of an executemany upsert.
+        where=(urls_t.c.state == URLState.QUEUED.value)
+        | (urls_t.c.state == URLState.FETCHING.value),
     )
     conn.execute(
         stmt,
@@ -548,7 +573,7 @@ def _store_redirect_targets(
                 "last_fetched_at": now,
                 "kind": "page",
             }
-            for res, url in rows
+            for res, url in sorted(rows, key=lambda row: row[1])
         ],
     )
 
@@ -623,7 +648,7 @@ def store_sitemap_entries(
                 "lastmod": e.lastmod,
                 "changefreq": e.changefreq,
             }
-            for url, (source, e) in entries.items()
+            for url, (source, e) in sorted(entries.items(), key=lambda item: item[0])
         ],
     )
 
@@ -738,24 +763,33 @@ _SHARED_CLAIM = text(
     ),
     picked AS (
         -- The host rows are locked (ready): no other worker can pick from these hosts now.
+        -- A URL row another transaction holds (a batch of results upserting it as a link
+        -- target) is skipped, not waited for: a claim that waited would start its host's
+        -- reserved slot before its worker could use it.
         SELECT r.id AS host_id,
                (SELECT u.id FROM urls AS u
                 WHERE u.host_id = r.id AND u.state = 'queued'
                 ORDER BY u.priority DESC, u.depth, u.id
-                LIMIT 1) AS id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED) AS id
         FROM ready AS r
     ),
     reserved AS (
+        -- The slot starts when it is reserved (clock_timestamp), not when the statement
+        -- started (now()): the time the claim took is not taken out of the host's delay.
         UPDATE hosts AS h
-        SET next_allowed_at = now() + make_interval(secs => r.delay + :margin)
+        SET next_allowed_at = clock_timestamp()
+            + make_interval(secs => r.delay + LEAST(:margin, r.delay / 2))
         FROM ready AS r
-        WHERE h.id = r.id AND h.id IN (SELECT host_id FROM picked)
+        WHERE h.id = r.id AND h.id IN (SELECT host_id FROM picked WHERE id IS NOT NULL)
         RETURNING h.id
     )
     UPDATE urls AS u
     SET state = 'fetching', lease_until = now() + make_interval(secs => :lease)
     FROM picked AS p
-    WHERE u.id = p.id AND (SELECT count(*) FROM reserved) >= 0
+    -- picked locked the row and re-checked it on its latest version; checked again here all
+    -- the same: a URL is handed out only while it is queued.
+    WHERE u.id = p.id AND u.state = 'queued' AND (SELECT count(*) FROM reserved) >= 0
     RETURNING u.id, u.url, u.host_id, u.depth, u.priority, u.etag, u.last_modified,
               u.content_hash, u.kind, u.fetch_interval, u.failures, u.not_found, u.changefreq
     """
@@ -770,13 +804,16 @@ def claim_shared(
     per_host: int,
     lease_s: float,
     max_delay: float,
-    margin: float = 0.05,
+    margin: float = 0.1,
 ) -> Claimed:
     """The claim of many processes sharing one PostgreSQL frontier (DESIGN §6): at most one URL
     per ready host, and the host's next slot reserved in ``hosts.next_allowed_at`` in the same
     transaction, so a host's delay and concurrency hold across every worker. Rows other workers
     are claiming are skipped (``SKIP LOCKED``), never waited for, never handed out twice.
-    ``more`` says whether work exists that is not ready yet (or is held by other workers)."""
+    A slot lasts the host's delay plus ``margin`` (at most half the delay): the time a worker
+    may take between its claim and its request without the next worker's request landing
+    closer than the delay (docs/distributed.md). ``more`` says whether work exists that is
+    not ready yet (or is held by other workers)."""
     rows = conn.execute(
         _SHARED_CLAIM,
         {
@@ -785,18 +822,24 @@ def claim_shared(
             "per_host": per_host,
             "lease": lease_s,
             "max_delay": max_delay,
-            "margin": margin if delay > 0 else 0.0,
+            "margin": margin,
         },
     ).all()
     tasks = Claimed(_tasks(conn, rows))
     if not tasks:
-        tasks.more = bool(
-            conn.execute(
-                text(
-                    # fetching, even with an expired lease: a dead worker's URLs come back
-                    # (sql.recover) and must still be crawled
-                    "SELECT EXISTS (SELECT 1 FROM urls WHERE state IN ('queued', 'fetching'))"
-                )
-            ).scalar()
-        )
+        tasks.more = pending_work(conn)
     return tasks
+
+
+def pending_work(conn: Connection) -> bool:
+    """Whether any URL is queued or fetching — fetching even with an expired lease: a dead
+    worker's URLs come back (:func:`recover`) and must still be crawled."""
+    return bool(
+        conn.execute(
+            select(
+                select(urls_t.c.id)
+                .where(urls_t.c.state.in_([URLState.QUEUED.value, URLState.FETCHING.value]))
+                .exists()
+            )
+        ).scalar()
+    )

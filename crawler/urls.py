@@ -59,6 +59,7 @@ __all__ = [
     "mask_credentials",
     "resolve",
     "resolve_link",
+    "without_userinfo",
 ]
 
 #: Query parameters that only feed analytics; dropped when ``strip_tracking=True``, together with
@@ -263,6 +264,22 @@ _CREDENTIALS_AFTER_SLASHES: Final = re.compile(r"([/\\]{2})([^/?#\\]*)@")
 
 def _mask_userinfo(match: re.Match[str]) -> str:
     return match[1] + ("***:***@" if ":" in match[2] else "***@")
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``: credentials a page publishes in a link, or a server
+    in a ``Location``, must not end up stored in clear (seeds with credentials are refused)."""
+    if "@" not in url:
+        return url
+    try:
+        parsed = ada_url.URL(url)
+    except ValueError:
+        return mask_credentials(url)
+    if not parsed.username and not parsed.password:
+        return url
+    parsed.username = ""
+    parsed.password = ""
+    return str(parsed.href)
 
 
 def mask_credentials(url: str) -> str:

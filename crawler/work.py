@@ -39,7 +39,7 @@ from crawler.records import (
 from crawler.robots import RobotsPolicy
 from crawler.schedule import Visit, history_of, plan
 from crawler.sitemaps import SitemapError, SitemapRef, SitemapUrl, parse_sitemap, priority_rank
-from crawler.urls import Scope, canonicalize, host_key
+from crawler.urls import Scope, canonicalize, host_key, without_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class PageWorker:
         if not r.redirects or r.status_code >= 300:
             return None
         try:
-            target = self._canonical(r.final_url)
+            target = without_userinfo(self._canonical(r.final_url))
         except ValueError:
             return None
         if target == task.url or not self._links.scope.allows(target):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from crawler import sql
 from crawler.config import StoreSettings
@@ -51,6 +52,14 @@ class _Job:
 
 
 _STOP = object()
+
+
+def reason(exc: BaseException | None) -> str:
+    """One line saying why a database operation failed: the driver's own message when there
+    is one (``database or disk is full``), without SQLAlchemy's statement and help link."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def utc_now() -> dt.datetime:
@@ -117,7 +126,7 @@ class Writer:
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
-            raise WriterFailed(f"the database writer failed: {self.error}") from self.error
+            raise WriterFailed(f"the database writer failed: {reason(self.error)}") from self.error
 
     # -- the writer thread ----------------------------------------------------------------
 
@@ -128,7 +137,8 @@ class Writer:
         try:
             conn = self._engine.connect()
         except Exception as exc:
-            log.error("writer: cannot connect to the database: %s", exc)
+            # Not logged as an error: the caller gets it as WriterFailed, and says it once.
+            log.debug("writer: cannot connect to the database", exc_info=True)
             self.error = exc
             self._drain_failed()
             return
@@ -187,14 +197,17 @@ class Writer:
             self.batches += 1
             self.rows += len(pending)
         except Exception as exc:
-            log.error("writer: storing a batch of %d results failed: %s", len(pending), exc)
+            # Not logged as an error: put(), call() and close() raise WriterFailed from now on,
+            # and the CLI prints that one line (a full disk must not print the reason twice).
+            log.debug("writer: storing a batch of %d results failed", len(pending), exc_info=True)
             self.error = exc
         finally:
             pending.clear()
 
     def _run_job(self, conn: Connection | None, job: _Job) -> None:
         if self.error is not None or conn is None:
-            job.future.set_exception(WriterFailed(f"the database writer failed: {self.error}"))
+            failed = WriterFailed(f"the database writer failed: {reason(self.error)}")
+            job.future.set_exception(failed)
             return
         if not job.future.set_running_or_notify_cancel():
             return

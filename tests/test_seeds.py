@@ -117,19 +117,18 @@ def test_whitespace_inside_a_line_is_a_problem() -> None:
     ]
 
 
-def test_credentials_are_masked_in_problem_text_but_kept_in_seeds() -> None:
+def test_credentials_are_masked_in_problem_text_and_refused_in_seeds() -> None:
+    # A seed with credentials would put them in the database in clear: refused, masked.
     lines = [
         "ftp://user:hunter2@files.example/",
         "http://user:hunter2@exa mple.com/",
         "https://token123@example.com/private",
     ]
     seeds, problems = _split(list(parse_seed_lines(lines)))
-    assert [p.text for p in problems] == [
-        "ftp://***:***@files.example/",
-        "http://***:***@exa mple.com/",
-    ]
-    assert all("hunter2" not in str(p) for p in problems)
-    assert seeds == [Seed(3, "https://token123@example.com/private")]
+    assert seeds == []
+    assert len(problems) == 3
+    assert all("hunter2" not in str(p) and "token123" not in str(p) for p in problems)
+    assert problems[2].text == "https://***@example.com/private"
 
 
 def test_problem_text_is_shortened() -> None:

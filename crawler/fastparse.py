@@ -1,0 +1,159 @@
+"""The parser's fast path: lxml alone, for pages that need no BeautifulSoup document.
+
+Building a BeautifulSoup tree is most of the CPU a crawler spends per page (docs/performance.md).
+When no extraction rule or hook needs that tree, this module reads the same things from
+lxml's own tree (the one BeautifulSoup's lxml backend is built from): title, ``<base>``,
+meta robots, ``rel=canonical``, links, and the normalized visible text whose hash detects
+changes. It decodes the bytes exactly as :func:`crawler.parser.parse_html` does, and yields the
+same values (a test compares the two on generated and hostile pages), so switching paths never
+makes a page look changed.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+
+import lxml.html
+from bs4.dammit import UnicodeDammit
+from lxml import etree
+
+from crawler.records import Link, ParsedPage
+from crawler.urls import resolve, resolve_link, without_userinfo
+
+_WS = re.compile(r"\s+")
+_XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
+_INVISIBLE = frozenset({"script", "style", "noscript", "template", "head", "title"})
+_BOILERPLATE = _INVISIBLE | {"nav", "header", "footer", "aside", "form", "button", "select"}
+
+
+def decode(body: bytes, charset: str | None) -> str | None:
+    """The page as text, decoded as BeautifulSoup decodes it (``charset`` first, then a BOM,
+    a declaration, UTF-8 and windows-1252); None if nothing fits."""
+    if charset:
+        try:  # as bs4 does with a known encoding: bytes it cannot take become U+FFFD
+            return body.decode(charset, errors="replace")
+        except LookupError:
+            pass  # a charset Python does not know: guess, as bs4 would
+    dammit = UnicodeDammit(body, [], is_html=True)
+    return dammit.unicode_markup
+
+
+_local = threading.local()
+
+
+def _parser() -> lxml.html.HTMLParser:
+    """One lxml parser per thread (a parser is not safe to share between threads)."""
+    parser: lxml.html.HTMLParser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = lxml.html.HTMLParser()
+    return parser
+
+
+def _texts(root: etree._Element, skip: frozenset[str]) -> Iterator[str]:
+    """Text nodes in document order, leaving out everything inside ``skip`` elements and
+    comments (their tails, the text after them, stay)."""
+    stack: list[tuple[etree._Element, bool]] = [(root, False)]
+    while stack:
+        node, tail_only = stack.pop()
+        if tail_only:
+            if node.tail:
+                yield node.tail
+            continue
+        tag = node.tag if isinstance(node.tag, str) else None
+        if node.tail and node is not root:
+            stack.append((node, True))  # after the element and its children
+        if tag is None or tag.lower() in skip:
+            continue  # a comment or processing instruction, or an invisible element
+        if node.text:
+            yield node.text
+        stack.extend((child, False) for child in reversed(node))
+
+
+def normalized(root: etree._Element, skip: frozenset[str] = _INVISIBLE) -> str:
+    return _WS.sub(" ", " ".join(_texts(root, skip))).strip()
+
+
+def parse_fast(
+    body: bytes,
+    url: str,
+    *,
+    charset: str | None,
+    sort_query: bool = False,
+    strip_tracking: bool = False,
+    keep_text: bool = False,
+) -> tuple[ParsedPage, str] | None:
+    """(page, normalized text) read with lxml alone; None when lxml cannot read the page (the
+    caller then takes the BeautifulSoup path)."""
+    text = decode(body, charset)
+    if text is None:
+        return None
+    if "\x00" in text:
+        return None  # lxml refuses NUL; bs4 has its own way with it
+    text = _XML_DECL.sub("", text, count=1)
+    if not text.strip():
+        return None
+    parser = _parser()
+    try:
+        root = lxml.html.document_fromstring(text, parser=parser)
+    except (etree.ParserError, ValueError):
+        return None
+    if any("depth" in e.message.lower() for e in parser.error_log):
+        return None  # libxml2 dropped what lies deeper than 256 levels; bs4's feed keeps it
+
+    title = None
+    for node in root.iter("title"):
+        title = _WS.sub(" ", node.text_content()).strip() or None
+        break
+
+    base = url
+    for node in root.iter("base"):
+        href = node.get("href")
+        if href is not None:
+            base = resolve(url, href) or url
+            break
+
+    robots: set[str] = set()
+    canonical: str | None = None
+    nofollow_by_url: dict[str, bool] = {}
+    for node in root.iter("meta", "link", "a", "area"):
+        tag = node.tag
+        if tag == "meta":
+            if (node.get("name") or "").strip().lower() == "robots":
+                robots.update(t.strip() for t in (node.get("content") or "").lower().split(","))
+            continue
+        href = node.get("href")
+        if href is None:
+            continue
+        rel = {t.lower() for t in (node.get("rel") or "").split()}
+        if tag == "link":
+            if canonical is None and "canonical" in rel:
+                canonical = resolve_link(
+                    base, href, sort_query=sort_query, strip_tracking=strip_tracking
+                )
+            continue
+        target = resolve_link(base, href, sort_query=sort_query, strip_tracking=strip_tracking)
+        if target is None:
+            continue
+        target = without_userinfo(target)
+        nofollow = "nofollow" in rel
+        nofollow_by_url[target] = nofollow_by_url.get(target, True) and nofollow
+    if "none" in robots:
+        robots.update({"noindex", "nofollow"})
+
+    visible = normalized(root)
+    if "\x1a" in visible:
+        return None  # libxml2 substituted characters it could not take: let bs4 read it
+    from crawler.parser import content_hash  # the one hash function
+
+    page = ParsedPage(
+        title=title,
+        links=tuple(Link(u, nf) for u, nf in nofollow_by_url.items()),
+        canonical_url=canonical,
+        noindex="noindex" in robots,
+        nofollow="nofollow" in robots,
+        content_hash=content_hash(visible),
+        text=normalized(root, _BOILERPLATE) if keep_text else None,
+    )
+    return page, visible

@@ -1,0 +1,123 @@
+"""The lxml fast path reads the same values as the BeautifulSoup path, so switching between
+them (adding an extraction rule, say) never makes a page look changed."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crawler.fastparse import parse_fast
+from crawler.parser import parse_html
+
+URL = "http://h.example/dir/page.html"
+
+
+def _bs4(body: bytes, charset: str | None = None, **kw: bool):
+    # An extractor forces the BeautifulSoup path; it extracts nothing.
+    return parse_html(body, URL, charset=charset, extract=lambda soup: (None, ()), **kw)
+
+
+def _fields(page):
+    return (
+        page.title,
+        page.links,
+        page.canonical_url,
+        page.noindex,
+        page.nofollow,
+        page.content_hash,
+        page.text,
+    )
+
+
+def _generated(n: int) -> list[bytes]:
+    rng = random.Random(4)
+    words = ("alpha", "beta", "gamma", "delta", "café", "naïve", "東京", "<b>b</b>", "&amp;")
+    pages = []
+    for i in range(n):
+        links = "".join(
+            f'<a href="{rng.choice(["/", "../x", "y.html#f", "http://o.example/z", "mailto:a@b"])}'
+            f'{i}" rel="{rng.choice(["", "nofollow", "external NoFollow"])}">l</a>'
+            for _ in range(rng.randint(0, 12))
+        )
+        body = " ".join(rng.choices(words, k=80))
+        head = rng.choice(
+            [
+                "",
+                "<base href='/sub/'>",
+                "<meta name=robots content='noindex'>",
+                "<link rel=canonical href='/c'>",
+                "<meta charset='utf-8'>",
+            ]
+        )
+        extras = rng.choice(
+            [
+                "",
+                "<script>var a='<a href=/no>';</script>",
+                "<!-- c -->",
+                "<noscript><p>n</p></noscript>",
+                "<nav>menu</nav><footer>f</footer>",
+            ]
+        )
+        pages.append(
+            f"<html><head><title> T {i} </title>{head}</head><body>{extras}<p>{body}</p>"
+            f"{links}</body></html>".encode()
+        )
+    return pages
+
+
+HOSTILE = [
+    b"<title>caf\xe9</title><p>windows-1252</p>",
+    b"\xef\xbb\xbf<title>BOM</title><p>h\xc3\xa9</p>",
+    b"\xff\xfe<\x00t\x00i\x00t\x00l\x00e\x00>\x00U\x00<\x00/\x00t\x00i\x00t\x00l\x00e\x00>\x00",
+    b"<?xml version='1.0' encoding='utf-8'?><html><body><a href='/x'>x</a></body></html>",
+    b"<p>unclosed <div><a href=a>a<a href=b>b",
+    b"<title>a</title><title>b</title>",
+    b"<meta name=ROBOTS content='NONE'><a href='/q'>q</a>",
+]
+
+
+@pytest.mark.parametrize("body", _generated(150) + HOSTILE)
+def test_fast_path_matches_beautifulsoup(body: bytes) -> None:
+    # parse_html takes the fast path when nothing needs a soup (and falls back when lxml
+    # cannot read a page whole); either way it must equal the BeautifulSoup path.
+    assert _fields(parse_html(body, URL, keep_text=True)) == _fields(_bs4(body, keep_text=True))
+
+
+def test_header_charset_is_honoured_on_both_paths() -> None:
+    body = "<title>Ärger</title>".encode("iso-8859-1")
+    fast = parse_fast(body, URL, charset="iso-8859-1")
+    assert fast is not None
+    assert fast[0].title == _bs4(body, "iso-8859-1").title == "Ärger"
+
+
+def test_pages_lxml_cannot_read_whole_fall_back() -> None:
+    deep = b"<div>" * 3000 + b"<a href='/deep'>d</a>" + b"</div>" * 3000
+    assert parse_fast(deep, URL, charset=None) is None  # libxml2 would drop the deep part
+    assert [link.url for link in parse_html(deep, URL).links] == ["http://h.example/deep"]
+    assert parse_fast(b"a\x00b", URL, charset=None) is None
+
+
+_MARKUP = st.lists(
+    st.sampled_from(
+        [*"<>/=\"' abcpt!-&;#é東\n", "<a href='", "<p>", "<title>", "</a>", "<!--", "-->"]
+    ),
+    max_size=80,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_MARKUP)
+def test_fast_path_agrees_with_beautifulsoup_on_any_markup(markup: str) -> None:
+    body = markup.encode("utf-8")
+    assert _fields(parse_html(body, URL)) == _fields(_bs4(body))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=400))
+def test_fast_path_never_raises_on_any_bytes(body: bytes) -> None:
+    # On undecodable garbage the two paths may guess differently; neither may fail.
+    parse_fast(body, URL, charset=None)
+    parse_html(body, URL)
