@@ -223,8 +223,20 @@ def resolve_link(
     return _canonical_from_href(resolved, sort_query, strip_tracking)
 
 
+_PLAIN_ORIGIN: Final = re.compile(r"(https?)://([a-z0-9.-]+)(?::([0-9]{1,5}))?/")
+"""The origin of a URL already in canonical form (every link the parser hands over is): read
+by one regex instead of a second WHATWG parse, which this is called too often to afford."""
+
+
 def _host_and_port(url: str) -> tuple[str, str, str]:
     """(scheme, host, port) of an http(s) URL, the port always explicit; ValueError otherwise."""
+    plain = _PLAIN_ORIGIN.match(url)
+    if plain is not None:
+        scheme, host, port = plain.groups()
+        if not port or port == _DEFAULT_PORTS[scheme]:
+            return scheme, host, _DEFAULT_PORTS[scheme]
+        if port[0] != "0":  # "080" is 80 to a parser: leave odd spellings to it
+            return scheme, host, port
     try:
         href = ada_url.normalize_url(url)
     except ValueError:
