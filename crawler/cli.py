@@ -19,13 +19,16 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from crawler import __version__
 from crawler.config import Config, load_config
 from crawler.errors import UsageError
 from crawler.logs import setup_logging
 from crawler.tools import discover
+
+if TYPE_CHECKING:
+    from crawler.runner import ProgressOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SETTINGS = Path("settings.toml")
@@ -301,15 +304,12 @@ class _Signals:
 
 def _cmd_crawl(args: argparse.Namespace, config: Config) -> int:
     from crawler.records import CrawlStatus
-    from crawler.runner import ProgressOptions, run_crawl
+    from crawler.runner import run_crawl
     from crawler.summary import format_summary
 
     signals = _Signals()
     signals.install()
-    progress = None
-    if not args.quiet:
-        live = sys.stderr.isatty() and args.log_file is None
-        progress = ProgressOptions(live=live, interval_s=config.crawl.progress_interval)
+    progress = _progress_options(args, config)
     outcome = run_crawl(
         config,
         args.seed_file,
@@ -367,22 +367,37 @@ def _crawl_config(args: argparse.Namespace) -> Config:
     return _config(args, stored)
 
 
-def _cmd_recrawl(args: argparse.Namespace) -> int:
-    from crawler.records import CrawlStatus
-    from crawler.runner import ProgressOptions, Recrawl, recrawl_passes, stored_settings
-    from crawler.summary import format_summary
+def _progress_options(args: argparse.Namespace, config: Config) -> ProgressOptions | None:
+    """Progress as ``-q``, the terminal and ``--log-file`` ask: live, log lines, or none."""
+    from crawler.runner import ProgressOptions
+
+    if args.quiet:
+        return None
+    live = sys.stderr.isatty() and args.log_file is None
+    return ProgressOptions(live=live, interval_s=config.crawl.progress_interval)
+
+
+def _latest_crawl_config(args: argparse.Namespace, what: str) -> Config:
+    """Settings for a command that continues the database's latest crawl (recrawl, worker):
+    that crawl's stored settings, with ``--config``, env and flags over them."""
+    from crawler.runner import stored_settings
 
     base = _config(args)
     latest = stored_settings(base.store.db)
     if latest is None:
-        raise UsageError(f"nothing to recrawl: no crawl in database '{base.store.db}'")
-    config = _config(args, latest[1])
+        raise UsageError(f"nothing to {what}: no crawl in database '{base.store.db}'")
+    return _config(args, latest[1])
+
+
+def _cmd_recrawl(args: argparse.Namespace) -> int:
+    from crawler.records import CrawlStatus
+    from crawler.runner import Recrawl, recrawl_passes
+    from crawler.summary import format_summary
+
+    config = _latest_crawl_config(args, "recrawl")
     signals = _Signals()
     signals.install()
-    progress = None
-    if not args.quiet:
-        live = sys.stderr.isatty() and args.log_file is None
-        progress = ProgressOptions(live=live, interval_s=config.crawl.progress_interval)
+    progress = _progress_options(args, config)
     code = EXIT_OK
     for outcome in recrawl_passes(
         config,
@@ -407,20 +422,13 @@ def _cmd_recrawl(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     from crawler.records import CrawlStatus
-    from crawler.runner import ProgressOptions, run_crawl, stored_settings, wait_for_work
+    from crawler.runner import run_crawl, wait_for_work
     from crawler.summary import format_summary
 
-    base = _config(args)
-    latest = stored_settings(base.store.db)
-    if latest is None:
-        raise UsageError(f"nothing to work on: no crawl in database '{base.store.db}'")
-    config = _config(args, latest[1])
+    config = _latest_crawl_config(args, "work on")
     signals = _Signals()
     signals.install()
-    progress = None
-    if not args.quiet:
-        live = sys.stderr.isatty() and args.log_file is None
-        progress = ProgressOptions(live=live, interval_s=config.crawl.progress_interval)
+    progress = _progress_options(args, config)
     while True:
         outcome = run_crawl(config, None, stop=signals.stop, abort=signals.abort, progress=progress)
         print(format_summary(outcome, db=config.store.db), flush=True)

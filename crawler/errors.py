@@ -27,6 +27,7 @@ import enum
 import http
 import http.client
 import socket
+from collections.abc import Iterator
 
 import requests
 import urllib3.exceptions
@@ -110,12 +111,9 @@ def _malformed_head(exc: BaseException) -> bool:
     )
 
 
-def _in_chain(
-    exc: BaseException,
-    kinds: tuple[type[BaseException], ...],
-    unless: tuple[type[BaseException], ...] = (),
-) -> bool:
-    """True when an instance of ``kinds`` (and not of ``unless``) is in ``exc``'s chain."""
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception behind it: causes, contexts, args, and urllib3's ``reason``
+    (a failed DNS lookup hides several levels down), each once."""
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:
@@ -123,15 +121,22 @@ def _in_chain(
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, kinds) and not isinstance(current, unless):
-            return True
+        yield current
         for nxt in (current.__cause__, current.__context__, *current.args):
             if isinstance(nxt, BaseException):
                 stack.append(nxt)
         reason = getattr(current, "reason", None)
         if isinstance(reason, BaseException):
             stack.append(reason)
-    return False
+
+
+def _in_chain(
+    exc: BaseException,
+    kinds: tuple[type[BaseException], ...],
+    unless: tuple[type[BaseException], ...] = (),
+) -> bool:
+    """True when an instance of ``kinds`` (and not of ``unless``) is in ``exc``'s chain."""
+    return any(isinstance(e, kinds) and not isinstance(e, unless) for e in chain(exc))
 
 
 def classify(exc: BaseException) -> ErrorKind:

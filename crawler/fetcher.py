@@ -329,21 +329,9 @@ class _ProxyRules:
 
 def _dns_is_temporary(exc: BaseException) -> bool:
     """True when a ``socket.gaierror`` in the chain is ``EAI_AGAIN`` (try again later)."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in errors.chain(exc):
         if isinstance(current, socket.gaierror):
             return current.errno == socket.EAI_AGAIN
-        for nxt in (current.__cause__, current.__context__, *current.args):
-            if isinstance(nxt, BaseException):
-                stack.append(nxt)
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            stack.append(reason)
     return False
 
 

@@ -61,6 +61,25 @@ class LinkPolicy:
     follow_nofollow: bool = False
 
 
+def _final_error(errs: list[ErrorRecord], r: FetchResult) -> bool:
+    """Whether the fetch failed for good; a 4xx/5xx the fetcher did not already report as a
+    final error gets its ``http_status`` row here (appended to ``errs``)."""
+    if any(e.final for e in errs):
+        return True
+    if r.status_code < 400:
+        return False
+    status_error = ErrorRecord(
+        ErrorKind.HTTP_STATUS,
+        http_status_message(r.status_code),
+        len(errs) + 1,
+        True,
+        r.fetched_at,
+        r.status_code,
+    )
+    errs.append(status_error)
+    return True
+
+
 def blocked_result(task: FetchTask, now: dt.datetime) -> PageResult:
     """A URL robots.txt disallows: never requested, recorded with a ``robots`` error."""
     err = ErrorRecord(ErrorKind.ROBOTS, "disallowed by robots.txt", 1, True, now)
@@ -195,19 +214,7 @@ class PageWorker:
         now = self._now()
         if r is None:
             return PageResult(task, URLState.FAILED, errors=tuple(errs))
-        final_error = any(e.final for e in errs)
-        if r.status_code >= 400 and not final_error:
-            errs.append(
-                ErrorRecord(
-                    ErrorKind.HTTP_STATUS,
-                    http_status_message(r.status_code),
-                    len(errs) + 1,
-                    True,
-                    r.fetched_at,
-                    r.status_code,
-                )
-            )
-            final_error = True
+        final_error = _final_error(errs, r)
         state = URLState.FAILED if final_error else URLState.DONE
 
         parsed: ParsedPage | None = None
@@ -284,19 +291,7 @@ class PageWorker:
             outcome = reader.fetch(task.url, sink=spool)
             errs = list(outcome.errors)
             r = outcome.result
-            final_error = any(e.final for e in errs)
-            if r is not None and r.status_code >= 400 and not final_error:
-                errs.append(
-                    ErrorRecord(
-                        ErrorKind.HTTP_STATUS,
-                        http_status_message(r.status_code),
-                        len(errs) + 1,
-                        True,
-                        r.fetched_at,
-                        r.status_code,
-                    )
-                )
-                final_error = True
+            final_error = r is None or _final_error(errs, r)
             if r is None or final_error:
                 return PageResult(task, URLState.FAILED, fetch=r, errors=tuple(errs))
             spool.seek(0)
