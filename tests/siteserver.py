@@ -698,9 +698,17 @@ class SiteServer:
 
     @property
     def log(self) -> list[RequestRecord]:
-        """Finished requests in order of finishing (a copy)."""
-        with self._lock:
-            return list(self._log)
+        """Finished requests in order of finishing (a copy).
+
+        A request is logged just after its response is out, so a client may read this a moment
+        before the record exists: while any request is still being handled, wait a little (at
+        most 0.25 s) for it to be logged."""
+        deadline = time.monotonic() + 0.25
+        while True:
+            with self._lock:
+                if not any(self._active.values()) or time.monotonic() >= deadline:
+                    return list(self._log)
+            time.sleep(0.002)
 
     @property
     def max_concurrent(self) -> int:
