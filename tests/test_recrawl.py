@@ -32,6 +32,7 @@ import pytest
 from crawler.cli import main
 from tests.crawlkit import FAST, ROOT, query, write_seeds, write_settings
 from tests.siteserver import ETagPage, NotFound, Page, RequestRecord, SiteServer
+from tests.test_db import pg_url as pg_url
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -830,31 +831,9 @@ def test_sitemap_lastmod_after_the_last_fetch_makes_a_url_due(crawled: Workspace
 
 
 @pytest.fixture
-def pg_db() -> Iterator[str]:
-    """A fresh schema on the test PostgreSQL server (see tests/test_db.py)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
-    from sqlalchemy.pool import NullPool
-
-    from tests.test_db import PG_URL
-
-    admin = create_engine(PG_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL unreachable: {exc}")
-        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable")
-    schema = f"t_{os.getpid()}_{time.monotonic_ns()}"
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+def pg_db(pg_url: str) -> str:
+    """A fresh schema on the test PostgreSQL server: the fixture of tests/test_db.py."""
+    return pg_url
 
 
 @pytest.mark.postgres
