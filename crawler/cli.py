@@ -3,6 +3,11 @@
 No crawling logic lives here. Exit statuses: 0 done; 1 the work failed (nothing could be
 fetched, the database failed); 2 bad input (seed file, settings, flags, a database that is not
 ours), always one line on stderr and no traceback; 130 interrupted.
+
+Start-up is paid on every run, so this module imports only the standard library at load time:
+``--version`` and ``--help`` import nothing else, and a command imports what it uses (the
+settings, requests, SQLAlchemy, one tool module) once it is parsed. ``tests/test_startup.py``
+checks it.
 """
 
 from __future__ import annotations
@@ -16,18 +21,15 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from crawler import __version__
-from crawler.config import Config, load_config
-from crawler.errors import UsageError
-from crawler.logs import setup_logging
-from crawler.tools import discover
+from crawler.tools import TOOLS, load
 
 if TYPE_CHECKING:
+    from crawler.config import Config
     from crawler.runner import ProgressOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -88,6 +90,22 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+class _Version(argparse._VersionAction):
+    """``--version``, which reads the installed version only when asked (see ``crawler``)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from crawler import __version__
+
+        self.version = f"crawler {__version__}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="PATH_OR_URL", help="SQLite file or SQLAlchemy URL [crawl.db]")
     p.add_argument("--config", metavar="FILE", type=Path, help="settings file [./settings.toml]")
@@ -101,14 +119,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(tools: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line. Only the tools named in ``tools`` (None: all) are imported and
+    get their full parser; the others are listed by name and help line alone, which is all
+    ``--help`` shows and all that parsing another command needs."""
     parser = _Parser(
         prog="crawler",
         description="A polite, streaming web crawler that stores everything in SQLite.",
         epilog=MAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"crawler {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     crawl = sub.add_parser(
@@ -189,10 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(schedule)
 
-    for tool in discover():
-        tool_parser = tool.register(sub)
-        _common(tool_parser)
-        tool_parser.set_defaults(tool=tool)
+    for name, help_text in TOOLS.items():
+        if tools is None or name in tools:
+            tool = load(name)
+            tool_parser = tool.register(sub)
+            _common(tool_parser)
+            tool_parser.set_defaults(tool=tool)
+        else:
+            sub.add_parser(name, help=help_text)
 
     db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     db_sub = db.add_subparsers(
@@ -253,7 +278,7 @@ def _timestamp(text: str) -> dt.datetime:
 
 def _normalize_argv(argv: list[str]) -> list[str]:
     """``crawler seed.txt`` is shorthand for ``crawler crawl seed.txt``."""
-    commands = {*BUILTIN, *(tool.NAME for tool in discover())}
+    commands = {*BUILTIN, *TOOLS}
     if argv and argv[0] not in commands and argv[0] not in ("-h", "--help", "--version"):
         return ["crawl", *argv]
     return argv
@@ -262,6 +287,8 @@ def _normalize_argv(argv: list[str]) -> list[str]:
 def _config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> Config:
     """The run's settings. With ``stored`` (a resumed crawl's), those are the base, and only an
     explicit ``--config`` file goes over them (a ./settings.toml of defaults would undo them)."""
+    from crawler.config import load_config
+
     path: Path | None = args.config
     if path is None and stored is None and DEFAULT_SETTINGS.is_file():
         path = DEFAULT_SETTINGS
@@ -352,6 +379,7 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 def _crawl_config(args: argparse.Namespace) -> Config:
     """Settings for ``crawl``; with ``--resume``, on top of the resumed crawl's own."""
+    from crawler.errors import UsageError
     from crawler.runner import stored_settings
 
     config = _config(args)
@@ -380,6 +408,7 @@ def _progress_options(args: argparse.Namespace, config: Config) -> ProgressOptio
 def _latest_crawl_config(args: argparse.Namespace, what: str) -> Config:
     """Settings for a command that continues the database's latest crawl (recrawl, worker):
     that crawl's stored settings, with ``--config``, env and flags over them."""
+    from crawler.errors import UsageError
     from crawler.runner import stored_settings
 
     base = _config(args)
@@ -443,6 +472,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule(config: Config) -> int:
+    from crawler.errors import UsageError
     from crawler.runner import due_counts
 
     counts = due_counts(config.store.db)
@@ -462,7 +492,7 @@ def _cmd_db(args: argparse.Namespace, config: Config) -> int:
     from crawler.db import head_revision, open_database
 
     if args.db_command != "upgrade":
-        build_parser().parse_args(["db", "--help"])
+        build_parser(tools=()).parse_args(["db", "--help"])
         return EXIT_USAGE
     open_database(config.store.db).dispose()
     print(f"database {config.store.db} is at schema revision {head_revision()}")
@@ -470,12 +500,18 @@ def _cmd_db(args: argparse.Namespace, config: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    raw = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(_normalize_argv(raw))
+    raw = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
+    # The command, when there is one, is the first word now: load only its tool, if it is one.
+    parser = build_parser(tools=raw[:1])
+    args = parser.parse_args(raw)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    # Imported once the arguments are parsed: --help and --version never need them, and
+    # crawler.errors imports requests.
+    from crawler.errors import UsageError
+    from crawler.logs import setup_logging
+
     try:
         setup_logging(
             verbose=args.verbose, quiet=args.quiet, log_file=args.log_file, fmt=args.log_format

@@ -4,6 +4,11 @@ A crawl runs ``upgrade`` when it opens the database, so users never run migratio
 ``python -m crawler db upgrade`` does the same explicitly. Before touching a file, this module
 checks it is ours: a file that is not SQLite, a SQLite database with foreign tables, or one
 migrated by a newer version of the crawler is refused with :class:`DatabaseError`, never altered.
+
+Every run opens the database, and nearly every time it is already at the latest revision. So
+:func:`upgrade` first reads ``alembic_version`` with one query and compares it with
+:data:`HEAD_REVISION`; only a database that is new, older, or anything else unexpected goes
+through Alembic, whose import and script loading cost more than a small crawl.
 """
 
 from __future__ import annotations
@@ -11,26 +16,27 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
 from crawler.errors import DatabaseError
-from models import metadata
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger(__name__)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+HEAD_REVISION = "0004"
+"""The latest revision in ``migrations/versions``; ``tests/test_startup.py`` checks it is."""
 
 
 def database_url(db: str) -> str:
@@ -129,20 +135,75 @@ def include_name(name: str | None, type_: str, _parents: Any) -> bool:
     return not (type_ == "table" and name is not None and name.startswith("fetches_fts"))
 
 
+def _load_alembic() -> None:
+    """Import Alembic with Mako's pygments plugin hidden. Alembic imports Mako to write new
+    revision files, which the crawler never does, and Mako imports pygments (when installed) to
+    colour its HTML error pages: a third of Alembic's import time for nothing. Without the
+    plugin Mako uses its own plain-text fallback."""
+    plugin = "mako.ext.pygmentplugin"
+    if "alembic.command" in sys.modules or plugin in sys.modules:
+        return
+    sys.modules[plugin] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import alembic.command  # noqa: F401
+    finally:
+        del sys.modules[plugin]
+
+
 def _alembic_config() -> AlembicConfig:
+    _load_alembic()
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(resources.files("migrations")))
     return cfg
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """The revision :func:`upgrade` brings a database to."""
+    return HEAD_REVISION
+
+
+def _stored_revisions(engine: Engine) -> list[str] | None:
+    """The rows of ``alembic_version``, or None when they cannot be read (no such table).
+
+    A SQLite file is read through a plain DBAPI connection: the engine's connect hook switches
+    it to WAL, which rewrites the header of a file that may turn out not to be ours. An error
+    connecting to PostgreSQL is raised: the slow path would only meet it again."""
+    query = "SELECT version_num FROM alembic_version"
+    if engine.dialect.name == "sqlite":
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        try:
+            raw = engine.dialect.connect(*cargs, **cparams)
+            try:
+                cursor = raw.cursor()
+                cursor.execute(query)
+                return [row[0] for row in cursor.fetchall()]
+            finally:
+                raw.close()
+        except sqlite3.Error:
+            return None
+    with engine.connect() as conn:
+        try:
+            return [row[0] for row in conn.exec_driver_sql(query)]
+        except DBAPIError:
+            return None
+
+
+def is_at_head(engine: Engine) -> bool:
+    """True when the database is certainly ours and at :data:`HEAD_REVISION`: nothing to do.
+    False for anything else (a new file, an older or unknown revision, no such table), which
+    :func:`upgrade` then checks and migrates through Alembic."""
+    return _stored_revisions(engine) == [HEAD_REVISION]
 
 
 def _check_ours(engine: Engine) -> None:
     """Refuse databases we would damage: foreign tables, or a revision we do not know."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from models import metadata
+
     script = ScriptDirectory.from_config(_alembic_config())
     # Look at a SQLite file through a plain connection: the engine's connect hook switches it to
     # WAL, which rewrites the header of a file we may be about to refuse.
@@ -177,27 +238,37 @@ def _check_ours(engine: Engine) -> None:
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the latest revision (idempotent; serialized on PostgreSQL)."""
     try:
-        _check_ours(engine)
-        cfg = _alembic_config()
-        with engine.connect() as conn:
-            sqlite = conn.dialect.name == "sqlite"
-            if sqlite:
-                # Batch mode rebuilds tables that others reference: SQLite's documented recipe
-                # is foreign keys off (only possible outside a transaction), then a check.
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
-            try:
-                with conn.begin():
-                    cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, "head")
-                    if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
-                        raise DatabaseError("migration left rows that break foreign keys")
-            finally:
-                if sqlite:
-                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+        if is_at_head(engine):
+            return
+        _migrate(engine)
     except DBAPIError as exc:
         raise DatabaseError(
             f"cannot open database '{engine.url.render_as_string(hide_password=True)}': {exc.orig}"
         ) from exc
+
+
+def _migrate(engine: Engine) -> None:
+    """Check the database is ours, then run Alembic's ``upgrade head`` on it."""
+    _load_alembic()
+    from alembic import command
+
+    _check_ours(engine)
+    cfg = _alembic_config()
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds tables that others reference: SQLite's documented recipe
+            # is foreign keys off (only possible outside a transaction), then a check.
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise DatabaseError("migration left rows that break foreign keys")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
 
 
 def open_database(db: str) -> Engine:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from crawler.errors import UsageError
+from crawler.tools import TOOLS
 from crawler.tools.query import guard, output_closed_ok, require_crawl_tables, section, stream
 from crawler.tools.readonly import connect
 from models.tables import ERROR_KINDS
@@ -73,7 +74,7 @@ ORDER BY u.url, src.url
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         NAME,
-        help="failed URLs, grouped, with the pages that link to each",
+        help=TOOLS[NAME],
         description=fill(
             "List the URLs that failed (one row each: kind, status, attempts, the "
             "final message) and the pages that link to every one of them.",

@@ -31,6 +31,7 @@ from sqlalchemy import JSON, Connection, inspect
 
 from crawler.db import is_sqlite
 from crawler.errors import UsageError
+from crawler.tools import TOOLS
 from crawler.tools.query import guard, output_closed_ok, stream, write
 from crawler.tools.readonly import connect, sqlite_path
 
@@ -55,7 +56,7 @@ FORMATS = ("jsonl", "csv")
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         NAME,
-        help="write a table or view as JSON lines or CSV, streamed",
+        help=TOOLS[NAME],
         description=fill(
             "Write every row of a table or view (optionally filtered) as JSON lines or "
             "CSV with a header, streamed in constant memory.",

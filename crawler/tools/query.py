@@ -41,6 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from crawler.errors import UsageError
+from crawler.tools import TOOLS
 from crawler.tools.readonly import connect, write_table
 
 NAME = "query"
@@ -71,7 +72,7 @@ Row = Sequence[Any]
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         NAME,
-        help="run one read-only SQL statement and print its rows",
+        help=TOOLS[NAME],
         description=fill(
             "Run one SQL statement against the crawl database, opened read-only, and "
             "print the rows: aligned on a terminal, tab-separated when piped (never cut).",

@@ -33,6 +33,7 @@ from sqlalchemy import ColumnElement, Connection, case, func, select, true
 
 from crawler import __version__
 from crawler.errors import UsageError
+from crawler.tools import TOOLS
 from crawler.tools._svg import Bar, bar_chart, column_chart, esc, legend, num
 from crawler.tools.readonly import connect
 from models import Crawl, Error, Fetch, Host, Link, Url
@@ -75,7 +76,7 @@ TIME_STEPS_S += (43200, 86400, 172800, 604800)
 def register(sub: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(
         NAME,
-        help="write a self-contained HTML report with charts and tables",
+        help=TOOLS[NAME],
         description=(
             "Write one HTML file that opens without a network: status codes, fetches over "
             "time, response times, errors by kind and host, depth, the top broken links with "

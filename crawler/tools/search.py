@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from crawler.errors import UsageError
+from crawler.tools import TOOLS
 from crawler.tools.query import (
     guard,
     output_closed_ok,
@@ -82,7 +83,7 @@ NO_TEXT = (
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         NAME,
-        help="full-text search over page text: URLs, titles and snippets, best first",
+        help=TOOLS[NAME],
         description=fill(
             "Search the text of the crawled pages (SQLite FTS5) and print the matching "
             "URLs with their titles and a snippet, best match first, one row per URL.",

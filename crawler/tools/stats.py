@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from textwrap import fill
 from typing import Any
 
+from crawler.tools import TOOLS
 from crawler.tools.query import (
     guard,
     output_closed_ok,
@@ -87,7 +88,7 @@ RUNS = (
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         NAME,
-        help="the crawl at a glance: status codes, hosts, errors, depths, slow and large pages",
+        help=TOOLS[NAME],
         description=fill(
             "Summarize a crawl database: URLs by state, pages by status code, host and "
             "content type, errors by kind, the depth histogram, the slowest and largest pages, "

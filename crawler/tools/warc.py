@@ -38,6 +38,7 @@ from warcio.warcwriter import WARCWriter
 
 from crawler import __version__
 from crawler.errors import UsageError
+from crawler.tools import TOOLS
 from crawler.tools.readonly import connect
 from models import Body, Fetch
 
@@ -53,7 +54,7 @@ STREAM_ROWS = 16
 def register(sub: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(
         NAME,
-        help="export the stored responses as a WARC file",
+        help=TOOLS[NAME],
         description=(
             "Write the responses kept by crawls run with [store] keep_html = true as standard "
             "WARC 1.1 records (warcinfo, then one response record per stored body), readable by "
