@@ -45,6 +45,9 @@ class CrawlSettings:
     lease_timeout: float = 600.0
     """Seconds a claimed URL stays reserved for its process; on a shared PostgreSQL database,
     a dead worker's URLs go back to the frontier after this long."""
+    parse_processes: int = -1
+    """Processes that parse pages beside the fetcher threads, so a crawl uses more than one
+    core; -1 means one per CPU beyond the first (at most 4), 0 parses in the fetcher threads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,7 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("crawl", "shutdown_grace"): (lambda v: v >= 0, ">= 0"),
     ("crawl", "progress_interval"): (lambda v: v > 0, "> 0"),
     ("crawl", "lease_timeout"): (lambda v: v > 0, "> 0"),
+    ("crawl", "parse_processes"): (lambda v: v >= -1, ">= -1"),
     ("crawl", "user_agent"): (lambda v: bool(v.strip()) and "\n" not in v, "a non-empty line"),
     ("politeness", "delay"): (lambda v: v >= 0, ">= 0"),
     ("politeness", "per_host_concurrency"): (lambda v: v >= 1, ">= 1"),

@@ -4,7 +4,8 @@
 (submit a million URLs and hold a million futures), ``map`` hands results back in submission order
 (one slow page holds up every result behind it), and an exception stays hidden until someone reads
 the future. :class:`StreamingPool` keeps at most ``max_in_flight`` futures, hands each result back
-the moment it completes (``wait(FIRST_COMPLETED)``), captures every task's exception as a value,
+the moment it completes (each future's done-callback puts it on a completion queue, so waiting
+costs the same with 2 or 200 tasks in flight), captures every task's exception as a value,
 can cancel what has not started, and gives up on a task that runs past ``task_timeout`` (its
 thread cannot be killed, but the caller gets a :class:`TaskTimeout` and its slot back).
 Crawl, recrawl and worker all drive it the same way::
@@ -22,11 +23,12 @@ Crawl, recrawl and worker all drive it the same way::
 from __future__ import annotations
 
 import itertools
+import queue
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,14 +59,20 @@ class StreamingPool(Generic[T, R]):
         self._executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix=thread_name_prefix, initializer=initializer
         )
-        self._pending: dict[Future[R], T] = {}
-        self._started: dict[object, float] = {}
-        self._tokens: dict[Future[R], object] = {}
+        self._pending: dict[int, tuple[T, Future[None]]] = {}
+        """Tasks submitted and not handed back, by key: the item and its future (to cancel)."""
+        self._done: queue.SimpleQueue[tuple[object, object]] = queue.SimpleQueue()
+        """(key, outcome) of each finished task, in completion order, and (future, _WOKEN) of
+        each ``wake`` future: waiting costs the same with 2 or 200 tasks in flight."""
+        self._watched: set[Future[Any]] = set()
+        self._keys = itertools.count()
+        self._started: dict[int, float] = {}
         self._task_timeout = task_timeout
         self._clock = clock
+        self._next_overdue_check = 0.0
 
     def __len__(self) -> int:
-        """Futures submitted and not yet handed back."""
+        """Tasks submitted and not yet handed back."""
         return len(self._pending)
 
     def full(self) -> bool:
@@ -73,19 +81,22 @@ class StreamingPool(Generic[T, R]):
     def submit(self, item: T) -> None:
         if self.full():
             raise RuntimeError("pool is full: check full() before submit()")
-        if self._task_timeout is None:
-            self._pending[self._executor.submit(self._fn, item)] = item
-            return
-        token = object()  # the future does not exist yet when the task may already start
-        started = self._started
+        key = next(self._keys)
+        fn, done, started = self._fn, self._done, self._started
+        timed = self._task_timeout is not None
 
-        def timed() -> R:
-            started[token] = self._clock()
-            return self._fn(item)
+        def task() -> None:
+            # The task reports its own outcome: reading it back from the future would take
+            # the future's lock twice more per page on the dispatcher thread.
+            if timed:
+                started[key] = self._clock()
+            try:
+                outcome: object = fn(item)
+            except BaseException as exc:  # handed back as a value, like any outcome
+                outcome = exc
+            done.put((key, outcome))
 
-        future = self._executor.submit(timed)
-        self._tokens[future] = token
-        self._pending[future] = item
+        self._pending[key] = (item, self._executor.submit(task))
 
     def completed(
         self, timeout: float | None = None, *, wake: Collection[Future[object]] = ()
@@ -94,47 +105,82 @@ class StreamingPool(Generic[T, R]):
         and hand back every completed task with its result or exception."""
         if not self._pending and not wake:
             return []
-        waiting: set[Future[object]] = set(self._pending)  # type: ignore[arg-type]
-        waiting.update(wake)
-        wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
+        for w in wake:
+            if w not in self._watched:  # a done callback runs at once if ``w`` is already done
+                self._watched.add(w)
+                w.add_done_callback(self._woken)
         out: list[tuple[T, R | BaseException]] = []
-        for future in [f for f in self._pending if f.done()]:
-            item = self._pending.pop(future)
-            self._started.pop(self._tokens.pop(future, None), None)
-            if future.cancelled():
-                continue
-            exc = future.exception()
-            out.append((item, exc if exc is not None else future.result()))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            woken = self._drain(out, deadline)
+            if out or woken or not (self._pending or wake):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
         if self._task_timeout is not None:
             out.extend(self._overdue(self._task_timeout))
         return out
 
+    def _woken(self, future: Future[Any]) -> None:
+        self._done.put((future, _WOKEN))
+
+    def _drain(self, out: list[tuple[T, R | BaseException]], deadline: float | None) -> bool:
+        """Block for the first finished task (until ``deadline``), then take all that are
+        queued; append them to ``out``. True if a wake future fired."""
+        finished: list[tuple[object, object]] = []
+        try:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            finished.append(self._done.get(timeout=left))
+            while True:
+                finished.append(self._done.get_nowait())
+        except queue.Empty:
+            pass
+        woken = False
+        pending, started = self._pending, self._started
+        for key, outcome in finished:
+            if outcome is _WOKEN:
+                self._watched.discard(key)
+                woken = True
+                continue
+            entry = pending.pop(key, None)  # type: ignore[call-overload]
+            if entry is None:  # handed back already (abandoned, timed out)
+                continue
+            started.pop(key, None)  # type: ignore[call-overload]
+            out.append((entry[0], outcome))  # type: ignore[arg-type]
+        return woken
+
     def _overdue(self, limit: float) -> list[tuple[T, R | BaseException]]:
+        """Tasks running longer than ``limit``, handed back as :class:`TaskTimeout`; looked
+        for at most every 50 ms (the scan is linear in the tasks in flight)."""
         now = self._clock()
+        if now < self._next_overdue_check:
+            return []
+        self._next_overdue_check = now + 0.05
         started = self._started
-        late = [f for f, tok in self._tokens.items() if now - started.get(tok, now) > limit]
+        late = [key for key, t in list(started.items()) if now - t > limit]
         out: list[tuple[T, R | BaseException]] = []
-        for future in late:
-            started.pop(self._tokens.pop(future), None)
-            item = self._pending.pop(future)
-            out.append((item, TaskTimeout(f"task still running after {limit:g}s; abandoned")))
+        for key in late:
+            started.pop(key, None)
+            entry = self._pending.pop(key, None)
+            if entry is not None:
+                out.append(
+                    (entry[0], TaskTimeout(f"task still running after {limit:g}s; abandoned"))
+                )
         return out
 
     def cancel_pending(self) -> list[T]:
         """Cancel the tasks that have not started; return their items for the caller to requeue."""
-        cancelled = [f for f in self._pending if f.cancel()]
-        for f in cancelled:
-            self._tokens.pop(f, None)
-        return [self._pending.pop(f) for f in cancelled]
+        cancelled = [key for key, (_, future) in self._pending.items() if future.cancel()]
+        return [self._pending.pop(key)[0] for key in cancelled]
 
     def abandon(self) -> list[T]:
         """Stop waiting for every task still running; return their items. Their results, when
         they come, are dropped (the threads cannot be killed: :meth:`shutdown` without waiting)."""
-        items = list(self._pending.values())
-        for future in self._pending:
+        items = [item for item, _ in self._pending.values()]
+        for _, future in self._pending.values():
             future.cancel()
-            self._started.pop(self._tokens.pop(future, None), None)
         self._pending.clear()
+        self._started.clear()
         return items
 
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
@@ -176,3 +222,4 @@ def stream(
 
 
 _END = object()
+_WOKEN = object()

@@ -2,7 +2,8 @@
 
 Stages talk only through these (STYLE: never through shared mutable state). A worker thread
 returns a :class:`PageResult`; the dispatcher hands it to the writer unchanged. Everything here is
-cheap to build (``slots``) because one of each is made per page on the hot path.
+cheap to build (``slots``, or a ``NamedTuple`` for the many links of a page) because one of
+each is made per page on the hot path.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from crawler.errors import ErrorKind
 
@@ -119,9 +120,9 @@ class FetchResult:
     """The final response's headers as received (for WARC records)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
-    """A link found on a page, already resolved, canonical and without fragment."""
+class Link(NamedTuple):
+    """A link found on a page, already resolved, canonical and without fragment. (Tuples, not
+    dataclasses: twenty of these per page are built, and sent between processes, cheaply.)"""
 
     url: str
     nofollow: bool = False
@@ -144,8 +145,7 @@ class ParsedPage:
     """Extraction rules or the hook that failed on this page, as messages."""
 
 
-@dataclass(frozen=True, slots=True)
-class NewLink:
+class NewLink(NamedTuple):
     """A link ready for the writer: where it points, and whether the frontier should fetch it."""
 
     url: str

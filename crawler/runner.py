@@ -31,7 +31,9 @@ from crawler.errors import SeedFileError
 from crawler.extract import Extractor
 from crawler.fetcher import HTML_TYPES, Fetcher
 from crawler.frontier import Frontier, lease_deadline
+from crawler.links import LinkPolicy
 from crawler.lock import exclusive
+from crawler.parseproc import ParserProcesses, process_count
 from crawler.politeness import MAX_CRAWL_DELAY_S, HostGate, RobotsCache
 from crawler.pool import StreamingPool
 from crawler.progress import Progress
@@ -39,7 +41,7 @@ from crawler.records import CrawlStatus, FetchTask, PageResult
 from crawler.robots import fetch_robots, robots_fetch_settings
 from crawler.seeds import Seed, SeedProblem, read_seed_file
 from crawler.urls import Scope, canonicalize, host_key
-from crawler.work import LinkPolicy, PageWorker, SitemapReader
+from crawler.work import PageWorker, SitemapReader
 from crawler.writer import Writer, utc_now
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,14 @@ class Parts:
     worker: PageWorker
     fetchers: list[Fetcher]
     """To close when the run ends."""
+    parsers: ParserProcesses | None = None
+    """Parser processes, to close (and wait for) when the run ends."""
+
+    def close(self) -> None:
+        for fetcher in self.fetchers:
+            fetcher.close()
+        if self.parsers is not None:
+            self.parsers.close()
 
 
 def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Event) -> Parts:
@@ -122,23 +132,30 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
         )
     sitemap_fetcher = fetcher(replace(config.fetch, max_body_bytes=SITEMAP_MAX_BYTES), None)
     fetchers.append(sitemap_fetcher)
+    links = LinkPolicy(
+        scope,
+        max_depth=config.crawl.max_depth,
+        sort_query=config.scope.sort_query,
+        strip_tracking=config.scope.strip_tracking,
+        follow_nofollow=config.scope.follow_nofollow,
+    )
+    extractor = Extractor(config.extract)
+    n_parsers = process_count(config.crawl.parse_processes)
+    parsers = None
+    if n_parsers and not extractor:  # extraction rules run on this process's soup
+        parsers = ParserProcesses(n_parsers, links, keep_text=config.store.keep_text)
     worker = PageWorker(
         page_fetcher.fetch,
-        LinkPolicy(
-            scope,
-            max_depth=config.crawl.max_depth,
-            sort_query=config.scope.sort_query,
-            strip_tracking=config.scope.strip_tracking,
-            follow_nofollow=config.scope.follow_nofollow,
-        ),
+        links,
         schedule=config.schedule,
         now=utc_now,
         robots=robots,
         use_sitemaps=config.scope.use_sitemaps,
         sitemaps=SitemapReader(sitemap_fetcher.fetch, writer.put),
         keep_text=config.store.keep_text,
-        extractor=Extractor(config.extract),
+        extractor=extractor,
         robots_takes_a_slot=not is_sqlite(config.store.db),
+        parsers=parsers,
     )
 
     shared = not is_sqlite(config.store.db)
@@ -198,7 +215,7 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
             is_blocked=is_blocked,
             max_per_host=config.scope.max_pages_per_host,
         )
-    return Parts(frontier, worker, fetchers)
+    return Parts(frontier, worker, fetchers, parsers)
 
 
 def _progress(options: ProgressOptions | None, eng: Engine, db: Engine_) -> Progress | None:
@@ -376,7 +393,7 @@ def _run(
     seed_only: bool = False,
 ) -> CrawlOutcome:
     writer = Writer(engine, config.store).start()
-    fetchers: list[Fetcher] = []
+    parts: Parts | None = None
     try:
         requeued = writer.run(
             partial(sql.recover, now=utc_now(), all_leases=is_sqlite(config.store.db))
@@ -423,7 +440,6 @@ def _run(
             exclude=config.scope.exclude,
         )
         parts = build_parts(config, writer, scope, stop)
-        fetchers = parts.fetchers
         workers = config.crawl.workers
         max_in_flight = config.crawl.max_in_flight or 2 * workers
         pool: StreamingPool[FetchTask, PageResult] = StreamingPool(
@@ -463,6 +479,6 @@ def _run(
             crawl_id, status, eng.stop_reason, stats, queued_left, n_seeds, eng.abandoned, due
         )
     finally:
-        for fetcher in fetchers:
-            fetcher.close()
+        if parts is not None:
+            parts.close()
         writer.close()

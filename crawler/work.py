@@ -21,6 +21,8 @@ from crawler.config import ScheduleSettings
 from crawler.errors import ErrorKind, http_status_message
 from crawler.extract import Extractor
 from crawler.fetcher import FetchOutcome
+from crawler.links import LinkPolicy, follow_links
+from crawler.parseproc import ParseFailed, ParserProcesses
 from crawler.parser import HTML_TYPES, parse_html
 from crawler.politeness import RobotsCache
 from crawler.records import (
@@ -39,7 +41,7 @@ from crawler.records import (
 from crawler.robots import RobotsPolicy
 from crawler.schedule import Visit, history_of, plan
 from crawler.sitemaps import SitemapError, SitemapRef, SitemapUrl, parse_sitemap, priority_rank
-from crawler.urls import Scope, canonicalize, host_key, without_userinfo
+from crawler.urls import canonicalize, host_key, without_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +50,6 @@ ROBOTS_MAX_FAILURES = 3
 SITEMAP_CHUNK = 500
 SITEMAP_SPOOL_BYTES = 8 * 1024 * 1024
 """A sitemap is downloaded to a temporary file; up to this much of it stays in memory."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkPolicy:
-    """What the worker needs to decide which links to follow."""
-
-    scope: Scope
-    max_depth: int = 0
-    sort_query: bool = False
-    strip_tracking: bool = False
-    follow_nofollow: bool = False
 
 
 def _final_error(errs: list[ErrorRecord], r: FetchResult) -> bool:
@@ -112,6 +103,7 @@ class PageWorker:
         keep_text: bool = False,
         extractor: Extractor | None = None,
         robots_takes_a_slot: bool = False,
+        parsers: ParserProcesses | None = None,
     ) -> None:
         self._fetch = fetch
         self._links = links
@@ -125,6 +117,9 @@ class PageWorker:
         """Shared database: a host's reserved slot covers one request, so a task that had to
         fetch robots.txt goes back to the frontier and its page waits for the next slot."""
         self._extractor = extractor if extractor else None
+        self._parsers = parsers
+        """Parser processes (``[crawl] parse_processes``), used when no extraction rule needs a
+        BeautifulSoup document here."""
 
     def __call__(self, task: FetchTask) -> PageResult:
         try:
@@ -222,25 +217,12 @@ class PageWorker:
         # The fetcher downloads a body only for 2xx HTML (or an untyped body, which browsers
         # sniff and which is nearly always HTML).
         if not final_error and r.body is not None and r.content_type in (None, *HTML_TYPES):
-            extractor, response = self._extractor, r
             try:
-                parsed = parse_html(
-                    r.body,
-                    r.final_url,
-                    charset=r.charset,
-                    sort_query=self._links.sort_query,
-                    strip_tracking=self._links.strip_tracking,
-                    keep_text=self._keep_text,
-                    extract=None
-                    if extractor is None
-                    else lambda soup: extractor.apply(task.url, soup, response),
-                )
+                parsed, new_links = self._parse(task, r, r.body)
             except Exception as exc:
-                errs.append(
-                    ErrorRecord(ErrorKind.PARSE, errors.describe(exc), len(errs) + 1, True, now)
-                )
+                message = str(exc) if isinstance(exc, ParseFailed) else errors.describe(exc)
+                errs.append(ErrorRecord(ErrorKind.PARSE, message, len(errs) + 1, True, now))
             else:
-                new_links = self._follow(task, parsed)
                 errs.extend(
                     ErrorRecord(ErrorKind.PARSE, problem, len(errs) + 1 + i, True, now)
                     for i, problem in enumerate(parsed.extract_errors)
@@ -264,6 +246,27 @@ class PageWorker:
             retry_after_s=r.retry_after_s if r.status_code in (429, 503) else None,
             final_url=self._redirect_target(task, r),
         )
+
+    def _parse(
+        self, task: FetchTask, r: FetchResult, body: bytes
+    ) -> tuple[ParsedPage, tuple[NewLink, ...]]:
+        """The page and its links: in a parser process when one is ready and no extraction
+        rule needs this process's BeautifulSoup document, else on this thread."""
+        extractor = self._extractor
+        if self._parsers is not None and extractor is None:
+            done = self._parsers.parse(body, r.final_url, r.charset, task.depth)
+            if done is not None:
+                return done
+        parsed = parse_html(
+            body,
+            r.final_url,
+            charset=r.charset,
+            sort_query=self._links.sort_query,
+            strip_tracking=self._links.strip_tracking,
+            keep_text=self._keep_text,
+            extract=None if extractor is None else lambda soup: extractor.apply(task.url, soup, r),
+        )
+        return parsed, follow_links(self._links, task.depth, parsed)
 
     def _canonical(self, url: str) -> str:
         """The crawl's canonical form (with its query options); ValueError if not http(s)."""
@@ -334,22 +337,4 @@ class PageWorker:
                         changefreq=item.changefreq,
                     )
                 )
-        return tuple(out)
-
-    def _follow(self, task: FetchTask, page: ParsedPage) -> tuple[NewLink, ...]:
-        policy = self._links
-        depth_ok = policy.max_depth <= 0 or task.depth + 1 <= policy.max_depth
-        may_follow = depth_ok and not page.nofollow
-        out = []
-        for link in page.links:
-            try:
-                host = host_key(link.url)
-            except ValueError:
-                continue
-            follow = (
-                may_follow
-                and (policy.follow_nofollow or not link.nofollow)
-                and policy.scope.allows(link.url)
-            )
-            out.append(NewLink(link.url, host, link.nofollow, follow))
         return tuple(out)

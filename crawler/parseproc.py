@@ -1,0 +1,293 @@
+"""Parsing in separate processes, so a crawl uses more than one core.
+
+Threads hide network latency but not CPU: every Python crawler on the zero-latency benchmark
+is bound to one core by the GIL (docs/performance.md). Parsing a page — decoding, lxml's tree,
+links resolved and canonicalized, the text hashed — is pure work on bytes, so it moves to child
+processes while fetching, politeness and the single writer stay in the crawl's process.
+
+Each child is ``python -m crawler.parseproc``, speaking length-prefixed pickles on its stdin and
+stdout: one request (body, URL, charset, depth), one reply. A fetcher thread borrows an idle
+child, sends its page and blocks on the reply (releasing the GIL), so a crawl of 32 threads
+needs only as many children as spare cores. Replies are plain tuples, not dataclasses: pickling
+slotted dataclasses costs ~100 µs a page on the crawl's process, tuples a few.
+
+A child that dies (a crash in lxml, the OOM killer) costs the page it was parsing a ``parse``
+error; it is replaced for the next page. Children ignore Ctrl-C (the crawl decides when to stop
+and still parses during its grace period) and exit when their stdin closes, including when the
+crawl is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from crawler.links import LinkPolicy, follow_links
+from crawler.records import Link, NewLink, ParsedPage
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<I")
+MAX_PROCESSES = 4
+ENDED = "the crawl ended before this page was parsed"
+
+
+def process_count(setting: int) -> int:
+    """``[crawl] parse_processes``: -1 is one per CPU beyond the first, up to MAX_PROCESSES."""
+    if setting >= 0:
+        return setting
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(MAX_PROCESSES, (cpus or 1) - 1))
+
+
+class ParseFailed(Exception):
+    """The page could not be parsed; the message is the ``errors`` row's text."""
+
+
+# -- the wire -------------------------------------------------------------------------------
+
+
+def _send(out: IO[bytes], obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_HEADER.pack(len(data)) + data)
+    out.flush()
+
+
+def _receive(src: IO[bytes]) -> Any:
+    head = src.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise EOFError("parser process closed its output")
+    (size,) = _HEADER.unpack(head)
+    data = src.read(size)
+    if len(data) < size:
+        raise EOFError("parser process closed its output mid-reply")
+    return pickle.loads(data)
+
+
+Request = tuple[bytes, str, "str | None", int]
+"""body, final URL, charset, depth of the page's URL."""
+PageFields = tuple["str | None", "str | None", bool, bool, "str | None", "str | None"]
+"""ParsedPage without links, data and extract_errors: title, canonical_url, noindex, nofollow,
+content_hash, text."""
+
+
+def parse_request(policy: LinkPolicy, keep_text: bool, request: Request) -> tuple[Any, ...]:
+    """One page, as the child answers it: ``("ok", page fields, page links, new links)`` or
+    ``("error", message)``."""
+    from crawler import errors
+    from crawler.parser import parse_html
+
+    body, url, charset, depth = request
+    try:
+        page = parse_html(
+            body,
+            url,
+            charset=charset,
+            sort_query=policy.sort_query,
+            strip_tracking=policy.strip_tracking,
+            keep_text=keep_text,
+        )
+    except Exception as exc:
+        return ("error", errors.describe(exc))
+    fields = (
+        page.title,
+        page.canonical_url,
+        page.noindex,
+        page.nofollow,
+        page.content_hash,
+        page.text,
+    )
+    new = follow_links(policy, depth, page)
+    return ("ok", fields, [tuple(link) for link in page.links], [tuple(n) for n in new])
+
+
+def _serve() -> None:
+    """The child's loop: the first message is (LinkPolicy, keep_text); then pages until EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    src = sys.stdin.buffer
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt replies
+    try:
+        policy, keep_text = _receive(src)
+        _send(out, ("ready", os.getpid()))
+        while True:
+            request = _receive(src)
+            _send(out, parse_request(policy, keep_text, request))
+    except (EOFError, BrokenPipeError):
+        return
+
+
+# -- the crawl's side -------------------------------------------------------------------------
+
+
+class _Child:
+    def __init__(self, setup: bytes) -> None:
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "crawler.parseproc"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.stdin: IO[bytes] = self.proc.stdin
+        self.stdout: IO[bytes] = self.proc.stdout
+        self.stdin.write(setup)
+        self.stdin.flush()
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        _receive(self.stdout)  # ("ready", pid)
+        self.ready = True
+
+    def call(self, request: Request) -> tuple[Any, ...]:
+        _send(self.stdin, request)
+        reply: tuple[Any, ...] = _receive(self.stdout)
+        return reply
+
+    def close(self, timeout: float) -> None:
+        with contextlib.suppress(OSError):
+            self.stdin.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stdout.close()
+
+
+class ParserProcesses:
+    """A fixed set of parser children; :meth:`parse` is called from many fetcher threads.
+
+    A child takes a few hundred milliseconds to start (an interpreter, lxml, bs4): until one
+    is ready, and whenever none is alive, :meth:`parse` answers None and the page is parsed on
+    the fetcher thread, so a small crawl never waits for its parsers."""
+
+    def __init__(self, count: int, policy: LinkPolicy, *, keep_text: bool = False) -> None:
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        data = pickle.dumps((policy, keep_text), protocol=pickle.HIGHEST_PROTOCOL)
+        self._setup = _HEADER.pack(len(data)) + data
+        self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._children: list[_Child] = []
+        self._live = 0
+        """Children that said they are ready and have not died."""
+        self._closed = False
+        for _ in range(count):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        """Start a child; a thread waits for its "ready" and then lends it out."""
+        with self._lock:
+            if self._closed:  # a thread the crawl stopped waiting for: no new children
+                return
+            child = _Child(self._setup)
+            self._children.append(child)
+        threading.Thread(target=self._welcome, args=(child,), daemon=True).start()
+
+    def _welcome(self, child: _Child) -> None:
+        try:
+            child.wait_ready()
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+            log.warning("a parser process failed to start: %s", exc)
+            self._retire(child)
+            return
+        with self._lock:
+            self._live += 1
+        self._idle.put(child)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Whether every child is ready within ``timeout`` seconds (for tests and benchmarks:
+        a crawl never waits)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._live == len(self._children):
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _borrow(self) -> _Child | None:
+        while True:
+            if self._closed:
+                raise ParseFailed(ENDED)
+            if not self._live:
+                return None
+            try:
+                return self._idle.get(timeout=0.5)
+            except queue.Empty:
+                continue
+
+    def parse(
+        self, body: bytes, url: str, charset: str | None, depth: int
+    ) -> tuple[ParsedPage, tuple[NewLink, ...]] | None:
+        """The page and its links as :func:`crawler.parser.parse_html` and
+        :func:`crawler.links.follow_links` give them; :class:`ParseFailed` if the page cannot
+        be parsed; None if no child is ready (the caller parses the page itself)."""
+        child = self._borrow()
+        if child is None:
+            return None
+        try:
+            reply = child.call((body, url, charset, depth))
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+            code = child.proc.poll()
+            self._retire(child)
+            if self._closed:
+                raise ParseFailed(ENDED) from exc
+            self._spawn()
+            how = f"exited with status {code}" if code is not None else f"failed: {exc}"
+            raise ParseFailed(f"parser process {how} while parsing this page") from exc
+        self._idle.put(child)
+        if reply[0] != "ok":
+            raise ParseFailed(reply[1])
+        _, fields, links, new = reply
+        title, canonical, noindex, nofollow, content_hash, text = fields
+        page = ParsedPage(
+            title,
+            tuple(Link(u, nf) for u, nf in links),
+            canonical,
+            noindex,
+            nofollow,
+            content_hash,
+            text,
+        )
+        return page, tuple(NewLink(*n) for n in new)
+
+    def _retire(self, child: _Child) -> None:
+        with self._lock:
+            if child in self._children:
+                self._children.remove(child)
+            if child.ready:
+                self._live -= 1
+                child.ready = False
+        child.proc.kill()
+        child.close(timeout=1.0)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close every child's input and wait for it to exit (so its CPU time is counted in
+        the crawl's own, and no process outlives the crawl)."""
+        with self._lock:
+            children, self._children = self._children, []
+            self._closed = True
+        for child in children:
+            child.close(timeout)
+
+
+if __name__ == "__main__":
+    _serve()
