@@ -22,7 +22,6 @@ from lxml import etree
 from crawler.records import Link, ParsedPage
 from crawler.urls import resolve, resolve_link, without_userinfo
 
-_WS = re.compile(r"\s+")
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
 _INVISIBLE = frozenset({"script", "style", "noscript", "template", "head", "title"})
 _BOILERPLATE = _INVISIBLE | {"nav", "header", "footer", "aside", "form", "button", "select"}
@@ -71,8 +70,15 @@ def _texts(root: etree._Element, skip: frozenset[str]) -> Iterator[str]:
         stack.extend((child, False) for child in reversed(node))
 
 
+def squash(text: str) -> str:
+    """Runs of whitespace as one space, none at the ends: ``re.sub(r"\\s+", " ", text).strip()``
+    (``str.split`` and ``\\s`` agree on every code point; a test checks), several times faster
+    on a page's worth of text."""
+    return " ".join(text.split())
+
+
 def normalized(root: etree._Element, skip: frozenset[str] = _INVISIBLE) -> str:
-    return _WS.sub(" ", " ".join(_texts(root, skip))).strip()
+    return squash(" ".join(_texts(root, skip)))
 
 
 def parse_fast(
@@ -104,7 +110,7 @@ def parse_fast(
 
     title = None
     for node in root.iter("title"):
-        title = _WS.sub(" ", node.text_content()).strip() or None
+        title = squash(node.text_content()) or None
         break
 
     base = url

@@ -4,12 +4,14 @@ them (adding an extraction rule, say) never makes a page look changed."""
 from __future__ import annotations
 
 import random
+import re
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.fastparse import parse_fast
+from crawler.fastparse import parse_fast, squash
 from crawler.parser import parse_html
 
 URL = "http://h.example/dir/page.html"
@@ -121,3 +123,14 @@ def test_fast_path_never_raises_on_any_bytes(body: bytes) -> None:
     # On undecodable garbage the two paths may guess differently; neither may fail.
     parse_fast(body, URL, charset=None)
     parse_html(body, URL)
+
+
+def test_squash_is_the_regex_it_replaces() -> None:
+    """``str.split`` and the regex ``\\s`` must agree on every code point, or stored content
+    hashes would change and every page would look changed on the next recrawl."""
+    ws = re.compile(r"\s")
+    assert [
+        c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace() != bool(ws.match(c))
+    ] == []
+    sample = " \u00a0a\u2003 b\n\x1c\x1fc\u3000 \u200bd  "
+    assert squash(sample) == re.sub(r"\s+", " ", sample).strip()
