@@ -1,9 +1,11 @@
 """Running a crawler as a subprocess and measuring it: wall time, CPU, peak RSS, pages stored.
 
-CPU and peak RSS come from ``os.wait4`` on the child: user + system seconds of the child and
-every descendant it waited for, and the largest resident set among them (Linux ``ru_maxrss``,
-in KiB). Pages are counted in each peer's own output (our database, Scrapy's JSONL feed, the
-plain pattern's SQLite file), so a peer that skipped pages cannot look fast.
+CPU comes from ``os.wait4`` on the child: user + system seconds of the child and every
+descendant it waited for. Peak RSS is the larger of ``ru_maxrss`` (the largest single process)
+and the peak of the resident sets of the child and all its descendants added up, sampled every
+20 ms from ``/proc``: a crawler that parses in child processes pays for each of them. Pages
+are counted in each peer's own output (our database, Scrapy's JSONL feed, the plain pattern's
+SQLite file), so a peer that skipped pages cannot look fast.
 """
 
 from __future__ import annotations
@@ -45,6 +47,48 @@ def child_env() -> dict[str, str]:
     return env
 
 
+class TreeRss(threading.Thread):
+    """Samples the summed resident set of a process and its descendants (Linux ``/proc``)."""
+
+    PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
+
+    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval_s = interval_s
+        self.peak_kb = 0
+        self._stop_event = threading.Event()
+
+    def _tree(self, pid: int) -> list[int]:
+        pids, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            pids.append(p)
+            for children in Path(f"/proc/{p}/task").glob("*/children"):
+                try:
+                    todo.extend(int(c) for c in children.read_text().split())
+                except OSError:
+                    continue
+        return pids
+
+    def sample(self) -> int:
+        total = 0
+        for p in self._tree(self.pid):
+            try:
+                total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * self.PAGE_KB
+            except (OSError, IndexError, ValueError):
+                continue
+        return total
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval_s):
+            self.peak_kb = max(self.peak_kb, self.sample())
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
 def run_measured(
     cmd: list[str], cwd: Path, timeout_s: float, env: dict[str, str] | None = None
 ) -> Measured:
@@ -58,10 +102,13 @@ def run_measured(
         killer = threading.Timer(timeout_s, proc.kill)
         killer.daemon = True
         killer.start()
+        sampler = TreeRss(proc.pid)
+        sampler.start()
         try:
             _pid, status, usage = os.wait4(proc.pid, 0)
         finally:
             killer.cancel()
+            sampler.stop()
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
     tail = (cwd / "stderr.txt").read_text(errors="replace")[-2000:]
@@ -69,7 +116,7 @@ def run_measured(
         returncode=proc.returncode,
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=max(usage.ru_maxrss / 1024, sampler.peak_kb / 1024),
         stderr_tail=tail,
     )
 
