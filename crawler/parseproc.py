@@ -205,7 +205,8 @@ class ParserProcesses:
         try:
             child.wait_ready()
         except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-            log.warning("a parser process failed to start: %s", exc)
+            if not self._closed:
+                log.warning("a parser process failed to start: %s", exc)
             self._retire(child)
             return
         with self._lock:
@@ -286,6 +287,8 @@ class ParserProcesses:
             children, self._children = self._children, []
             self._closed = True
         for child in children:
+            if not child.ready:  # still starting: it has parsed nothing, no need to wait
+                child.proc.kill()
             child.close(timeout)
 
 
