@@ -4,7 +4,10 @@ Only the writer thread runs these (DESIGN §2.5: one writer, batched): the front
 engine hand them to :meth:`crawler.writer.Writer.call`. They are Core statements executed with
 ``executemany`` — no ORM object per row on the hot path — and they work unchanged on SQLite and
 PostgreSQL (``ON CONFLICT`` on both; ``FOR UPDATE SKIP LOCKED`` compiles to nothing on SQLite,
-where the single writer already serializes claims).
+where the single writer already serializes claims). The statements run for every batch and
+every claim are :class:`crawler.rawsql.Statement` objects: the Core statement compiled once
+per dialect, given tuples of values already in stored form, because SQLAlchemy's per-row work
+cost more CPU than the database's.
 """
 
 from __future__ import annotations
@@ -13,12 +16,17 @@ import datetime as dt
 import os
 import socket
 import zlib
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
 
+from crawler import rawsql
+from crawler.rawsql import Row, Statement
 from crawler.records import (
     Claimed,
     CrawlStatus,
@@ -43,16 +51,51 @@ errors_t: Table = Error.__table__  # type: ignore[assignment]
 crawls_t: Table = Crawl.__table__  # type: ignore[assignment]
 bodies_t: Table = Body.__table__  # type: ignore[assignment]
 
+_QUEUED = URLState.QUEUED.value
+_EXCLUDED = URLState.EXCLUDED.value
 
-def _insert(conn: Connection, table: Table) -> Any:
-    if conn.dialect.name == "postgresql":
+
+def _insert_for(dialect: Dialect, table: Table) -> Any:
+    if dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    return _insert_for(conn.dialect, table)
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _values(conn: Connection) -> rawsql.Converters:
+    """How this connection's driver stores timestamps and JSON (``fetches.data``)."""
+    return rawsql.converters(conn.dialect, fetches_t.c.data)
+
+
+def _in(column: Any, name: str) -> Any:
+    """``column IN (...)`` over a list given at execution (the field ``name``)."""
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _any_dialect(build: Callable[[], ClauseElement]) -> Callable[[Dialect], ClauseElement]:
+    """A statement that compiles the same on every dialect."""
+    return lambda _dialect: build()
+
+
+_INSERT_HOSTS = Statement(
+    lambda d: _insert_for(d, hosts_t).on_conflict_do_nothing(index_elements=["host"]), ["host"]
+)
+_HOST_IDS = Statement(
+    _any_dialect(lambda: select(hosts_t.c.host, hosts_t.c.id).where(_in(hosts_t.c.host, "hosts"))),
+    ["hosts"],
+)
+_HOST_NAMES = Statement(
+    _any_dialect(lambda: select(hosts_t.c.id, hosts_t.c.host).where(_in(hosts_t.c.id, "ids"))),
+    ["ids"],
+)
 
 
 class HostCache:
@@ -70,44 +113,19 @@ class HostCache:
         if missing:
             if len(self._ids) + len(missing) > self._limit:
                 self._ids.clear()
-            stmt = _insert(conn, hosts_t).on_conflict_do_nothing(index_elements=["host"])
-            conn.execute(stmt, [{"host": h} for h in missing])
+            _INSERT_HOSTS.executemany(conn, [(h,) for h in missing])
             for chunk in _chunks(missing):
-                rows = conn.execute(
-                    select(hosts_t.c.host, hosts_t.c.id).where(hosts_t.c.host.in_(chunk))
-                )
-                self._ids.update((h, i) for h, i in rows)
+                self._ids.update(_HOST_IDS.execute(conn, (chunk,)).all())
         return {h: self._ids[h] for h in wanted}
 
 
-def insert_urls(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert URLs, ignoring known ones — except that a URL known only as ``excluded`` (seen out
-    of scope or too deep) becomes ``queued`` when it is now found followable.
+URL_FIELDS = ("url", "host_id", "depth", "discovered_from", "state", "first_seen_at", "kind")
+"""A new ``urls`` row, as :func:`_store_urls` takes it (``first_seen_at`` in stored form)."""
 
-    Known URLs are not locked: ``ON CONFLICT DO UPDATE`` locks every row it meets, even where
-    its ``WHERE`` is false, and a link target another worker is storing as fetched would then
-    make two workers' batches wait for each other (a deadlock on PostgreSQL). So new rows are
-    inserted with ``DO NOTHING``, in URL order (concurrent inserts of the same new URLs queue
-    up in one order), and only the rows still ``excluded`` are upserted again."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":  # one order for every worker; SQLite has one writer
-        rows = sorted(rows, key=lambda r: str(r["url"]))  # and keeps discovery order (ids)
-    conn.execute(_insert(conn, urls_t).on_conflict_do_nothing(index_elements=["url"]), rows)
-    followable = [r for r in rows if r["state"] == URLState.QUEUED.value]
-    excluded: set[str] = set()
-    for chunk in _chunks([r["url"] for r in followable]):
-        excluded.update(
-            conn.execute(
-                select(urls_t.c.url).where(
-                    urls_t.c.url.in_(chunk), urls_t.c.state == URLState.EXCLUDED
-                )
-            ).scalars()
-        )
-    if not excluded:
-        return
-    ins = _insert(conn, urls_t)
-    stmt = ins.on_conflict_do_update(
+
+def _promote_excluded(dialect: Dialect) -> ClauseElement:
+    ins = _insert_for(dialect, urls_t)
+    stmt: ClauseElement = ins.on_conflict_do_update(
         index_elements=["url"],
         set_={
             "state": ins.excluded.state,
@@ -116,16 +134,79 @@ def insert_urls(conn: Connection, rows: list[dict[str, Any]]) -> None:
         },
         where=and_(urls_t.c.state == URLState.EXCLUDED, ins.excluded.state == URLState.QUEUED),
     )
-    conn.execute(stmt, [r for r in followable if r["url"] in excluded])
+    return stmt
+
+
+_INSERT_URLS = Statement(
+    lambda d: _insert_for(d, urls_t).on_conflict_do_nothing(index_elements=["url"]), URL_FIELDS
+)
+_PROMOTE_URLS = Statement(_promote_excluded, URL_FIELDS)
+_URL_STATES = Statement(
+    _any_dialect(
+        lambda: select(urls_t.c.url, urls_t.c.id, urls_t.c.state).where(_in(urls_t.c.url, "urls"))
+    ),
+    ["urls"],
+)
+
+
+def insert_urls(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert URLs given as ``urls`` columns (``kind`` defaults to ``page``), as
+    :func:`_store_urls` does."""
+    stamp = _values(conn).timestamp
+    _store_urls(
+        conn,
+        [
+            (
+                r["url"],
+                r["host_id"],
+                r["depth"],
+                r["discovered_from"],
+                r["state"],
+                stamp(r["first_seen_at"]),
+                r.get("kind", "page"),
+            )
+            for r in rows
+        ],
+    )
+
+
+def _store_urls(conn: Connection, rows: list[Row]) -> dict[str, int]:
+    """Insert URLs (:data:`URL_FIELDS` tuples), ignoring known ones — except that a URL known
+    only as ``excluded`` (seen out of scope or too deep) becomes ``queued`` when it is now found
+    followable. Returns every given URL's id.
+
+    Most link targets are known already, and looking a URL up costs SQLite a fraction of
+    trying to insert it, so known URLs are looked up first and only the others inserted, with
+    ``DO NOTHING`` for those another worker inserts meanwhile (PostgreSQL). Known URLs are not
+    locked: ``ON CONFLICT DO UPDATE`` locks every row it meets, even where its ``WHERE`` is
+    false, and a link target another worker is storing as fetched would then make two workers'
+    batches wait for each other (a deadlock on PostgreSQL). So new rows are inserted in URL
+    order (concurrent inserts of the same new URLs queue up in one order), and only the rows
+    still ``excluded`` are upserted again (an upsert keeps the id)."""
+    if not rows:
+        return {}
+    found = _url_states(conn, [r[0] for r in rows])
+    new = [r for r in rows if r[0] not in found]
+    if new:
+        if conn.dialect.name == "postgresql":  # one order for every worker; SQLite has one
+            new.sort(key=itemgetter(0))  # writer and keeps discovery order (ids)
+        _INSERT_URLS.executemany(conn, new)
+        found.update(_url_states(conn, [r[0] for r in new]))
+    promote = [r for r in rows if r[4] == _QUEUED and found[r[0]][1] == _EXCLUDED]
+    _PROMOTE_URLS.executemany(conn, promote)
+    return {url: id_ for url, (id_, _) in found.items()}
+
+
+def _url_states(conn: Connection, urls: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """url → (id, state) of the known ones among ``urls``."""
+    out: dict[str, tuple[int, str]] = {}
+    for chunk in _chunks(urls):
+        out.update({url: (id_, state) for url, id_, state in _URL_STATES.execute(conn, (chunk,))})
+    return out
 
 
 def url_ids(conn: Connection, urls: Collection[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    ordered = list(urls)
-    for chunk in _chunks(ordered):
-        rows = conn.execute(select(urls_t.c.url, urls_t.c.id).where(urls_t.c.url.in_(chunk)))
-        out.update((url, id_) for url, id_ in rows)
-    return out
+    return {url: id_ for url, (id_, _) in _url_states(conn, list(urls)).items()}
 
 
 def add_seeds(
@@ -134,20 +215,9 @@ def add_seeds(
     """Queue ``(url, host, kind)`` seeds at depth 0; URLs already known keep their state, so
     running the same crawl again resumes it."""
     host_ids = hosts.ids(conn, {h for _, h, _ in seeds})
-    insert_urls(
-        conn,
-        [
-            {
-                "url": url,
-                "host_id": host_ids[host],
-                "depth": 0,
-                "discovered_from": None,
-                "state": URLState.QUEUED.value,
-                "first_seen_at": now,
-                "kind": kind,
-            }
-            for url, host, kind in seeds
-        ],
+    at = _values(conn).timestamp(now)
+    _store_urls(
+        conn, [(url, host_ids[host], 0, None, _QUEUED, at, kind) for url, host, kind in seeds]
     )
 
 
@@ -162,6 +232,68 @@ def seed_hosts(conn: Connection) -> frozenset[str]:
     return frozenset(r[0] for r in rows)
 
 
+_CLAIMED = (
+    urls_t.c.id,
+    urls_t.c.url,
+    urls_t.c.host_id,
+    urls_t.c.depth,
+    urls_t.c.priority,
+    urls_t.c.etag,
+    urls_t.c.last_modified,
+    urls_t.c.content_hash,
+    urls_t.c.kind,
+    urls_t.c.fetch_interval,
+    urls_t.c.failures,
+    urls_t.c.not_found,
+    urls_t.c.changefreq,
+)
+"""What a claim returns, in the order :func:`_tasks` reads (``claim_shared`` too)."""
+
+
+def _claim_statement(exclude: bool) -> ClauseElement:
+    """Up to ``b_limit`` queued URLs, at most ``b_per_host`` of a host, among the first
+    ``b_candidates`` in hand-out order, become ``fetching`` until ``b_lease``."""
+    candidates = (
+        select(urls_t.c.id, urls_t.c.host_id, urls_t.c.priority, urls_t.c.depth)
+        .where(urls_t.c.state == URLState.QUEUED)
+        .order_by(urls_t.c.priority.desc(), urls_t.c.depth, urls_t.c.id)
+        .limit(bindparam("b_candidates"))
+        .with_for_update(skip_locked=True)
+    )
+    if exclude:
+        candidates = candidates.where(
+            urls_t.c.host_id.not_in(bindparam("b_exclude", expanding=True))
+        )
+    cand = candidates.subquery("cand")
+    ranked = select(
+        cand.c.id,
+        func.row_number()
+        .over(
+            partition_by=cand.c.host_id,
+            order_by=(cand.c.priority.desc(), cand.c.depth, cand.c.id),
+        )
+        .label("rn"),
+    ).subquery("ranked")
+    pick = (
+        select(ranked.c.id)
+        .where(ranked.c.rn <= bindparam("b_per_host"))
+        .limit(bindparam("b_limit"))
+    )
+    return (
+        update(urls_t)
+        .where(urls_t.c.id.in_(pick.scalar_subquery()))
+        .values(state=URLState.FETCHING, lease_until=bindparam("b_lease"))
+        .returning(*_CLAIMED)
+    )
+
+
+_CLAIM_FIELDS = ("b_candidates", "b_per_host", "b_limit", "b_lease")
+_CLAIM = Statement(_any_dialect(lambda: _claim_statement(False)), _CLAIM_FIELDS)
+_CLAIM_EXCLUDING = Statement(
+    _any_dialect(lambda: _claim_statement(True)), (*_CLAIM_FIELDS, "b_exclude")
+)
+
+
 def claim(
     conn: Connection,
     limit: int,
@@ -174,79 +306,54 @@ def claim(
     most ``per_host`` from any one host so one big host cannot fill the buffer and starve the
     others. Only the first ``4 * limit`` candidates in hand-out order are looked at, so a claim
     costs the same however large the frontier is."""
-    candidates = (
-        select(urls_t.c.id, urls_t.c.host_id, urls_t.c.priority, urls_t.c.depth)
-        .where(urls_t.c.state == URLState.QUEUED)
-        .order_by(urls_t.c.priority.desc(), urls_t.c.depth, urls_t.c.id)
-        .limit(4 * limit)
-        .with_for_update(skip_locked=True)
-    )
+    params: Row = (4 * limit, per_host, limit, _values(conn).timestamp(lease_until))
     if exclude_hosts:
-        candidates = candidates.where(urls_t.c.host_id.not_in(list(exclude_hosts)))
-    cand = candidates.subquery("cand")
-    ranked = select(
-        cand.c.id,
-        func.row_number()
-        .over(
-            partition_by=cand.c.host_id,
-            order_by=(cand.c.priority.desc(), cand.c.depth, cand.c.id),
-        )
-        .label("rn"),
-    ).subquery("ranked")
-    pick = select(ranked.c.id).where(ranked.c.rn <= per_host).limit(limit)
-    stmt = (
-        update(urls_t)
-        .where(urls_t.c.id.in_(pick.scalar_subquery()))
-        .values(state=URLState.FETCHING, lease_until=lease_until)
-        .returning(
-            urls_t.c.id,
-            urls_t.c.url,
-            urls_t.c.host_id,
-            urls_t.c.depth,
-            urls_t.c.priority,
-            urls_t.c.etag,
-            urls_t.c.last_modified,
-            urls_t.c.content_hash,
-            urls_t.c.kind,
-            urls_t.c.fetch_interval,
-            urls_t.c.failures,
-            urls_t.c.not_found,
-            urls_t.c.changefreq,
-        )
-    )
-    return _tasks(conn, conn.execute(stmt).all())
+        result = _CLAIM_EXCLUDING.execute(conn, (*params, list(exclude_hosts)))
+    else:
+        result = _CLAIM.execute(conn, params)
+    return _tasks(conn, result.all())
 
 
 def _tasks(conn: Connection, rows: Sequence[Any]) -> list[FetchTask]:
-    """Claimed rows as tasks, in hand-out order (RETURNING promises none)."""
+    """Claimed rows (:data:`_CLAIMED`) as tasks, in hand-out order (RETURNING promises none)."""
     if not rows:
         return []
-    host_names = dict(
-        conn.execute(
-            select(hosts_t.c.id, hosts_t.c.host).where(hosts_t.c.id.in_({r.host_id for r in rows}))
-        ).all()
+    host_names: dict[int, str] = dict(
+        _HOST_NAMES.execute(conn, (list({r[2] for r in rows}),)).all()
     )
-    tasks = [
+    rows = sorted(rows, key=lambda r: (-r[4], r[3], r[0]))
+    return [
         FetchTask(
-            url_id=r.id,
-            url=r.url,
-            host_id=r.host_id,
-            host=host_names[r.host_id],
-            depth=r.depth,
-            etag=r.etag,
-            last_modified=r.last_modified,
-            content_hash=r.content_hash,
-            kind=r.kind,
-            interval=r.fetch_interval,
-            failures=r.failures,
-            not_found=r.not_found,
-            changefreq=r.changefreq,
+            url_id=id_,
+            url=url,
+            host_id=host_id,
+            host=host_names[host_id],
+            depth=depth,
+            etag=etag,
+            last_modified=last_modified,
+            content_hash=content_hash,
+            kind=kind,
+            interval=interval,
+            failures=failures,
+            not_found=not_found,
+            changefreq=changefreq,
         )
-        for r in rows
+        for (
+            id_,
+            url,
+            host_id,
+            depth,
+            _priority,
+            etag,
+            last_modified,
+            content_hash,
+            kind,
+            interval,
+            failures,
+            not_found,
+            changefreq,
+        ) in rows
     ]
-    order = {r.id: (-r.priority, r.depth, r.id) for r in rows}
-    tasks.sort(key=lambda t: order[t.url_id])
-    return tasks
 
 
 def cached_robots(conn: Connection, hosts: Collection[str]) -> list[tuple[str, str, dt.datetime]]:
@@ -351,6 +458,103 @@ _update_fetched = (
         not_found=func.coalesce(bindparam("b_not_found"), urls_t.c.not_found),
     )
 )
+_UPDATE_FETCHED = Statement(
+    _any_dialect(lambda: _update_fetched),
+    [
+        "b_id",
+        "b_state",
+        "b_at",
+        "b_etag",
+        "b_last_modified",
+        "b_hash",
+        "b_next",
+        "b_interval",
+        "b_failures",
+        "b_not_found",
+    ],
+)
+
+
+def _upsert_links(dialect: Dialect) -> ClauseElement:
+    ins = _insert_for(dialect, links_t)
+    stmt: ClauseElement = ins.on_conflict_do_update(
+        index_elements=["src_url_id", "dst_url_id"],
+        set_={"last_seen_at": ins.excluded.last_seen_at, "nofollow": ins.excluded.nofollow},
+    )
+    return stmt
+
+
+_UPSERT_LINKS = Statement(
+    _upsert_links, ["src_url_id", "dst_url_id", "nofollow", "first_seen_at", "last_seen_at"]
+)
+FETCH_FIELDS = (
+    "url_id",
+    "crawl_id",
+    "fetched_at",
+    "status_code",
+    "final_url",
+    "redirects",
+    "content_type",
+    "content_length",
+    "elapsed_ms",
+    "title",
+    "content_hash",
+    "changed",
+    "not_modified",
+    "canonical_url",
+    "noindex",
+    "data",
+    "text",
+)
+_TITLE, _TEXT = FETCH_FIELDS.index("title"), FETCH_FIELDS.index("text")
+_INSERT_FETCHES = Statement(_any_dialect(fetches_t.insert), FETCH_FIELDS)
+_INSERT_FETCHES_RETURNING = Statement(
+    _any_dialect(lambda: fetches_t.insert().returning(fetches_t.c.id)), FETCH_FIELDS
+)
+_INSERT_FTS = Statement(
+    _any_dialect(
+        lambda: text("INSERT INTO fetches_fts(rowid, title, text) VALUES (:id, :title, :text)")
+    ),
+    ["id", "title", "text"],
+)
+_INSERT_ERRORS = Statement(
+    _any_dialect(errors_t.insert),
+    ["url_id", "crawl_id", "at", "attempt", "kind", "status_code", "message", "final"],
+)
+_TOUCH_LINKS = Statement(
+    _any_dialect(
+        lambda: (
+            update(links_t)
+            .where(_in(links_t.c.src_url_id, "b_ids"))
+            .values(last_seen_at=bindparam("b_now"))
+        )
+    ),
+    ["b_ids", "b_now"],
+)
+_REQUEUE = Statement(
+    _any_dialect(
+        lambda: (
+            update(urls_t)
+            .where(_in(urls_t.c.id, "b_ids"))
+            .values(state=URLState.QUEUED, lease_until=None)
+        )
+    ),
+    ["b_ids"],
+)
+_COUNT_BATCH = Statement(
+    _any_dialect(
+        lambda: (
+            update(crawls_t)
+            .where(crawls_t.c.id == bindparam("b_crawl"))
+            .values(
+                pages_fetched=crawls_t.c.pages_fetched + bindparam("b_pages"),
+                errors=crawls_t.c.errors + bindparam("b_errors"),
+                bytes_fetched=crawls_t.c.bytes_fetched + bindparam("b_bytes"),
+            )
+        )
+    ),
+    ["b_crawl", "b_pages", "b_errors", "b_bytes"],
+)
 
 
 def _validators(task: FetchTask, f: FetchResult | None) -> tuple[str | None, str | None]:
@@ -376,97 +580,56 @@ def store_results(
 ) -> None:
     """Store one batch of results: new URLs, link rows, fetch rows (with their bodies when
     ``keep_html``, and in the full-text index when they have text), error rows, URL states."""
+    values = _values(conn)
+    stamp = values.timestamp
+    at = stamp(now)
     # 1. Link targets become URLs (queued or excluded), then rows in ``links``.
-    targets: dict[str, tuple[str, bool, PageResult]] = {}
-    for res in results:
-        for link in res.links:
-            prev = targets.get(link.url)
-            if prev is None or (link.follow and not prev[1]):
-                targets[link.url] = (link.host, link.follow, res)
-    if targets:
-        host_ids = hosts.ids(conn, {h for h, _, _ in targets.values()})
-        insert_urls(
-            conn,
-            [
-                {
-                    "url": url,
-                    "host_id": host_ids[host],
-                    "depth": res.task.depth + 1,
-                    "discovered_from": res.task.url_id,
-                    "state": (URLState.QUEUED if follow else URLState.EXCLUDED).value,
-                    "first_seen_at": now,
-                    "kind": "page",
-                }
-                for url, (host, follow, res) in targets.items()
-            ],
-        )
-        ids = url_ids(conn, targets.keys())
-        # One row per pair: PostgreSQL refuses to upsert the same row twice in one statement.
-        pairs = {
-            (res.task.url_id, ids[link.url]): link.nofollow for res in results for link in res.links
-        }
-        link_rows = [
-            {
-                "src_url_id": src,
-                "dst_url_id": dst,
-                "nofollow": nofollow,
-                "first_seen_at": now,
-                "last_seen_at": now,
-            }
-            for (src, dst), nofollow in sorted(pairs.items())
-        ]
-        ins = _insert(conn, links_t)
-        conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=["src_url_id", "dst_url_id"],
-                set_={"last_seen_at": ins.excluded.last_seen_at, "nofollow": ins.excluded.nofollow},
-            ),
-            link_rows,
-        )
+    _store_links(conn, results, at, hosts)
 
     # 2. Fetch rows, error rows, and the fetched URLs' new state.
-    fetch_rows: list[dict[str, Any]] = []
+    fetch_rows: list[Row] = []
     kept: list[PageResult | None] = []
-    error_rows: list[dict[str, Any]] = []
-    url_rows: list[dict[str, Any]] = []
+    error_rows: list[Row] = []
+    url_rows: list[Row] = []
     fetched_bytes = 0
     for res in results:
         f, p, task = res.fetch, res.parsed, res.task
+        fetched_at = stamp(f.fetched_at) if f is not None else at
         if f is not None:
             fetched_bytes += (f.content_length or 0) if f.body is not None else 0
             fetch_rows.append(
-                {
-                    "url_id": task.url_id,
-                    "crawl_id": crawl_id,
-                    "fetched_at": f.fetched_at,
-                    "status_code": f.status_code,
-                    "final_url": without_userinfo(f.final_url),
-                    "redirects": f.redirects,
-                    "content_type": f.content_type,
-                    "content_length": f.content_length,
-                    "elapsed_ms": f.elapsed_ms,
-                    "title": p.title if p else None,
-                    "content_hash": p.content_hash if p else None,
-                    "changed": res.changed,
-                    "not_modified": f.not_modified,
-                    "canonical_url": p.canonical_url if p else None,
-                    "noindex": p.noindex if p else False,
-                    "data": p.data if p else None,
-                    "text": p.text if p else None,
-                }
+                (
+                    task.url_id,
+                    crawl_id,
+                    fetched_at,
+                    f.status_code,
+                    without_userinfo(f.final_url),
+                    f.redirects,
+                    f.content_type,
+                    f.content_length,
+                    f.elapsed_ms,
+                    p.title if p else None,
+                    p.content_hash if p else None,
+                    res.changed,
+                    f.not_modified,
+                    p.canonical_url if p else None,
+                    p.noindex if p else False,
+                    values.json(p.data if p else None),
+                    p.text if p else None,
+                )
             )
             kept.append(res if keep_html and f.body is not None else None)
         error_rows.extend(
-            {
-                "url_id": task.url_id,
-                "crawl_id": crawl_id,
-                "at": e.at,
-                "attempt": e.attempt,
-                "kind": e.kind.value,
-                "status_code": e.status_code,
-                "message": e.message,
-                "final": e.final,
-            }
+            (
+                task.url_id,
+                crawl_id,
+                stamp(e.at),
+                e.attempt,
+                e.kind.value,
+                e.status_code,
+                e.message,
+                e.final,
+            )
             for e in res.errors
         )
         if res.state is URLState.QUEUED:
@@ -475,75 +638,107 @@ def store_results(
         state = URLState.GONE if plan is not None and plan.gone else res.state
         etag, last_modified = _validators(task, f)
         url_rows.append(
-            {
-                "b_id": task.url_id,
-                "b_state": state.value,
-                "b_at": f.fetched_at if f else now,
-                "b_etag": etag,
-                "b_last_modified": last_modified,
-                "b_hash": p.content_hash if p else None,
-                "b_next": plan.next_fetch_at if plan else None,
-                "b_interval": plan.interval if plan else None,
-                "b_failures": plan.failures if plan else None,
-                "b_not_found": plan.not_found if plan else None,
-            }
+            (
+                task.url_id,
+                state.value,
+                fetched_at,
+                etag,
+                last_modified,
+                p.content_hash if p else None,
+                stamp(plan.next_fetch_at) if plan else None,
+                plan.interval if plan else None,
+                plan.failures if plan else None,
+                plan.not_found if plan else None,
+            )
         )
     if fetch_rows:
-        fts = conn.dialect.name == "sqlite" and any(r["text"] for r in fetch_rows)
+        fts = conn.dialect.name == "sqlite" and any(r[_TEXT] for r in fetch_rows)
         if fts or any(kept):
-            fetch_ids = (
-                conn.execute(
-                    fetches_t.insert().returning(fetches_t.c.id, sort_by_parameter_order=True),
-                    fetch_rows,
-                )
-                .scalars()
-                .all()
-            )
+            fetch_ids = _INSERT_FETCHES_RETURNING.returning_many(conn, fetch_rows)
             _store_bodies(conn, fetch_ids, kept)
             if fts:
-                conn.execute(
-                    text("INSERT INTO fetches_fts(rowid, title, text) VALUES (:id, :title, :text)"),
+                _INSERT_FTS.executemany(
+                    conn,
                     [
-                        {"id": i, "title": r["title"], "text": r["text"]}
+                        (i, r[_TITLE], r[_TEXT])
                         for i, r in zip(fetch_ids, fetch_rows, strict=True)
-                        if r["text"]
+                        if r[_TEXT]
                     ],
                 )
         else:
-            conn.execute(fetches_t.insert(), fetch_rows)
-    if error_rows:
-        conn.execute(errors_t.insert(), error_rows)
-    if url_rows:
-        conn.execute(_update_fetched, url_rows)
+            _INSERT_FETCHES.executemany(conn, fetch_rows)
+    _INSERT_ERRORS.executemany(conn, error_rows)
+    _UPDATE_FETCHED.executemany(conn, url_rows)
     # A 304 means the links are those of the last fetch: they were seen again now, so that
     # "links removed since ..." (last_seen_at older than the page's last fetch) stays true.
     unchanged = [res.task.url_id for res in results if res.fetch and res.fetch.not_modified]
     for chunk in _chunks(unchanged):
-        conn.execute(
-            update(links_t).where(links_t.c.src_url_id.in_(chunk)).values(last_seen_at=now)
-        )
+        _TOUCH_LINKS.execute(conn, (chunk, at))
     requeue = [res.task.url_id for res in results if res.state is URLState.QUEUED]
     for chunk in _chunks(requeue):
-        conn.execute(
-            update(urls_t)
-            .where(urls_t.c.id.in_(chunk))
-            .values(state=URLState.QUEUED, lease_until=None)
-        )
-    _store_redirect_targets(conn, results, now, hosts)
-    _store_robots(conn, [res.robots for res in results if res.robots is not None], now, hosts)
-    conn.execute(
-        update(crawls_t)
-        .where(crawls_t.c.id == crawl_id)
-        .values(
-            pages_fetched=crawls_t.c.pages_fetched + len(fetch_rows),
-            errors=crawls_t.c.errors + len(error_rows),
-            bytes_fetched=crawls_t.c.bytes_fetched + fetched_bytes,
-        )
+        _REQUEUE.execute(conn, (chunk,))
+    _store_redirect_targets(conn, results, at, hosts)
+    _store_robots(conn, [res.robots for res in results if res.robots is not None], at, hosts)
+    _COUNT_BATCH.execute(conn, (crawl_id, len(fetch_rows), len(error_rows), fetched_bytes))
+
+
+def _store_links(
+    conn: Connection, results: Sequence[PageResult], at: Any, hosts: HostCache
+) -> None:
+    """Link targets become URLs (queued, or excluded when not followable), then one ``links``
+    row per (page, target) pair. ``at`` is the batch's time in stored form."""
+    targets: dict[str, tuple[str, bool, PageResult]] = {}
+    for res in results:
+        for link in res.links:
+            prev = targets.get(link.url)
+            if prev is None or (link.follow and not prev[1]):
+                targets[link.url] = (link.host, link.follow, res)
+    if not targets:
+        return
+    host_ids = hosts.ids(conn, {h for h, _, _ in targets.values()})
+    ids = _store_urls(
+        conn,
+        [
+            (
+                url,
+                host_ids[host],
+                res.task.depth + 1,
+                res.task.url_id,
+                _QUEUED if follow else _EXCLUDED,
+                at,
+                "page",
+            )
+            for url, (host, follow, res) in targets.items()
+        ],
     )
+    # One row per pair (the last link wins): PostgreSQL refuses to upsert the same row twice in
+    # one statement. Sorted: one lock order for concurrent workers, and (src, dst) row order.
+    pairs: dict[tuple[int, int], Row] = {}
+    for res in results:
+        src = res.task.url_id
+        for link in res.links:
+            dst = ids[link.url]
+            pairs[src, dst] = (src, dst, link.nofollow, at, at)
+    _UPSERT_LINKS.executemany(conn, sorted(pairs.values()))
+
+
+def _done_targets(dialect: Dialect) -> ClauseElement:
+    ins = _insert_for(dialect, urls_t)
+    stmt: ClauseElement = ins.on_conflict_do_update(
+        index_elements=["url"],
+        set_={"state": URLState.DONE.value, "lease_until": None},
+        # An OR, not IN: an expanding IN cannot be part of an executemany upsert.
+        where=(urls_t.c.state == URLState.QUEUED.value)
+        | (urls_t.c.state == URLState.FETCHING.value),
+    )
+    return stmt
+
+
+_DONE_TARGETS = Statement(_done_targets, (*URL_FIELDS, "last_fetched_at"))
 
 
 def _store_redirect_targets(
-    conn: Connection, results: Sequence[PageResult], now: dt.datetime, hosts: HostCache
+    conn: Connection, results: Sequence[PageResult], at: Any, hosts: HostCache
 ) -> None:
     """A redirect's in-scope final URL becomes ``done``: its content is in the fetch of the URL
     that redirected, and it must not become a second page. One still waiting in the frontier
@@ -552,34 +747,18 @@ def _store_redirect_targets(
     if not rows:
         return
     host_ids = hosts.ids(conn, {host_key(url) for _, url in rows})
-    ins = _insert(conn, urls_t)
-    stmt = ins.on_conflict_do_update(
-        index_elements=["url"],
-        set_={"state": URLState.DONE.value, "lease_until": None},
-        # An OR, not IN: an expanding IN cannot be part of an executemany upsert.
-        where=(urls_t.c.state == URLState.QUEUED.value)
-        | (urls_t.c.state == URLState.FETCHING.value),
-    )
-    conn.execute(
-        stmt,
+    done = URLState.DONE.value
+    _DONE_TARGETS.executemany(
+        conn,
         [
-            {
-                "url": url,
-                "host_id": host_ids[host_key(url)],
-                "depth": res.task.depth,
-                "discovered_from": res.task.url_id,
-                "state": URLState.DONE.value,
-                "first_seen_at": now,
-                "last_fetched_at": now,
-                "kind": "page",
-            }
+            (url, host_ids[host_key(url)], res.task.depth, res.task.url_id, done, at, "page", at)
             for res, url in sorted(rows, key=lambda row: row[1])
         ],
     )
 
 
 def _store_robots(
-    conn: Connection, records: Sequence[RobotsRecord], now: dt.datetime, hosts: HostCache
+    conn: Connection, records: Sequence[RobotsRecord], at: Any, hosts: HostCache
 ) -> None:
     """Cache fetched robots.txt in ``hosts``; queue the sitemaps it lists (when asked to)."""
     for rec in records:
@@ -595,18 +774,10 @@ def _store_robots(
     sitemaps = {url for rec in records for url in rec.sitemaps}
     if sitemaps:
         host_ids = hosts.ids(conn, {host_key(u) for u in sitemaps})
-        insert_urls(
+        _store_urls(
             conn,
             [
-                {
-                    "url": url,
-                    "host_id": host_ids[host_key(url)],
-                    "depth": 0,
-                    "discovered_from": None,
-                    "state": URLState.QUEUED.value,
-                    "first_seen_at": now,
-                    "kind": "sitemap",
-                }
+                (url, host_ids[host_key(url)], 0, None, _QUEUED, at, "sitemap")
                 for url in sorted(sitemaps)
             ],
         )
