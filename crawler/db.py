@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The latest revision in ``migrations/versions``; ``tests/test_startup.py`` checks it is."""
 
 

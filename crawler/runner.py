@@ -211,6 +211,9 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
         frontier = Frontier(
             polite,
             claim,
+            # Enough of a host's URLs in hand to keep all its slots busy between two claims
+            # (each claim makes the writer commit): a single fast host once claimed 8 at a time.
+            per_host_buffer=max(8, 2 * polite.per_host_concurrency),
             delay_for=delay_for,
             is_blocked=is_blocked,
             max_per_host=config.scope.max_pages_per_host,

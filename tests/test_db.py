@@ -369,3 +369,25 @@ def test_models_never_import_crawler() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == ROOT / "models" / "__init__.py"
+
+
+def test_the_frontier_index_is_in_hand_out_order(engine: Engine) -> None:
+    """A claim walks ``ix_urls_frontier`` (priority DESC) instead of sorting every queued URL:
+    SQLite's batch migrations once re-created it without DESC (fixed by revision 0005)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            sql_text = conn.execute(
+                text("select sql from sqlite_master where name = 'ix_urls_frontier'")
+            ).scalar_one()
+            plan = conn.execute(
+                text(
+                    "explain query plan select id from urls where state = 'queued' "
+                    "order by priority desc, depth, id limit 10"
+                )
+            ).all()
+            assert "TEMP B-TREE" not in " ".join(str(row[-1]) for row in plan)
+        else:
+            sql_text = conn.execute(
+                text("select indexdef from pg_indexes where indexname = 'ix_urls_frontier'")
+            ).scalar_one()
+    assert "priority DESC" in sql_text
