@@ -3,9 +3,9 @@
 ``ThreadPoolExecutor`` alone gets three things wrong for a crawler: its work queue is unbounded
 (submit a million URLs and hold a million futures), ``map`` hands results back in submission order
 (one slow page holds up every result behind it), and an exception stays hidden until someone reads
-the future. :class:`StreamingPool` keeps at most ``max_in_flight`` futures, hands each result back
-the moment it completes (each future's done-callback puts it on a completion queue, so waiting
-costs the same with 2 or 200 tasks in flight), captures every task's exception as a value,
+the future. :class:`StreamingPool` keeps at most ``max_in_flight`` tasks, hands each result back
+the moment it completes (each task puts its outcome on a completion queue, so waiting costs the
+same with 2 or 200 tasks in flight), captures every task's exception as a value,
 can cancel what has not started, and gives up on a task that runs past ``task_timeout`` (its
 thread cannot be killed, but the caller gets a :class:`TaskTimeout` and its slot back).
 Crawl, recrawl and worker all drive it the same way::
@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import itertools
 import queue
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -56,20 +57,56 @@ class StreamingPool(Generic[T, R]):
             raise ValueError("workers must be at least 1")
         self._fn = fn
         self.max_in_flight = max(max_in_flight or 2 * workers, workers)
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=thread_name_prefix, initializer=initializer
-        )
-        self._pending: dict[int, tuple[T, Future[None]]] = {}
-        """Tasks submitted and not handed back, by key: the item and its future (to cancel)."""
+        self._inbox: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        """Keys of submitted tasks, for the worker threads; None tells one thread to exit."""
+        self._pending: dict[int, T] = {}
+        """Tasks submitted and not handed back, by key."""
         self._done: queue.SimpleQueue[tuple[object, object]] = queue.SimpleQueue()
         """(key, outcome) of each finished task, in completion order, and (future, _WOKEN) of
         each ``wake`` future: waiting costs the same with 2 or 200 tasks in flight."""
+        self._lock = threading.Lock()
+        """Orders a task's start against its cancellation."""
+        self._cancelled: set[int] = set()
+        self._items: dict[int, T] = {}
+        """What the worker threads read: a task's item until a thread takes it."""
         self._watched: set[Future[Any]] = set()
         self._keys = itertools.count()
         self._started: dict[int, float] = {}
         self._task_timeout = task_timeout
         self._clock = clock
         self._next_overdue_check = 0.0
+        self._threads = [
+            threading.Thread(
+                target=self._work,
+                args=(initializer,),
+                name=f"{thread_name_prefix}_{i}",
+                daemon=True,
+            )
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self, initializer: Callable[[], object] | None) -> None:
+        """One worker thread. Its own loop rather than ``ThreadPoolExecutor``: no future, work
+        item or condition per task, which the dispatcher thread would pay for under the GIL.
+        Daemon threads: a task abandoned after ``task_timeout`` must not hold the process."""
+        if initializer is not None:
+            initializer()
+        inbox, done, lock, fn = self._inbox, self._done, self._lock, self._fn
+        cancelled, started, items, clock = self._cancelled, self._started, self._items, self._clock
+        while (key := inbox.get()) is not None:
+            with lock:
+                if key in cancelled:
+                    cancelled.discard(key)
+                    continue
+                started[key] = clock()
+                item = items.pop(key)
+            try:
+                outcome: object = fn(item)
+            except BaseException as exc:  # handed back as a value, like any outcome
+                outcome = exc
+            done.put((key, outcome))
 
     def __len__(self) -> int:
         """Tasks submitted and not yet handed back."""
@@ -82,21 +119,9 @@ class StreamingPool(Generic[T, R]):
         if self.full():
             raise RuntimeError("pool is full: check full() before submit()")
         key = next(self._keys)
-        fn, done, started = self._fn, self._done, self._started
-        timed = self._task_timeout is not None
-
-        def task() -> None:
-            # The task reports its own outcome: reading it back from the future would take
-            # the future's lock twice more per page on the dispatcher thread.
-            if timed:
-                started[key] = self._clock()
-            try:
-                outcome: object = fn(item)
-            except BaseException as exc:  # handed back as a value, like any outcome
-                outcome = exc
-            done.put((key, outcome))
-
-        self._pending[key] = (item, self._executor.submit(task))
+        self._pending[key] = item
+        self._items[key] = item
+        self._inbox.put(key)
 
     def completed(
         self, timeout: float | None = None, *, wake: Collection[Future[object]] = ()
@@ -142,11 +167,11 @@ class StreamingPool(Generic[T, R]):
                 self._watched.discard(key)
                 woken = True
                 continue
-            entry = pending.pop(key, None)  # type: ignore[call-overload]
-            if entry is None:  # handed back already (abandoned, timed out)
+            if key not in pending:  # handed back already (abandoned, timed out)
                 continue
-            started.pop(key, None)  # type: ignore[call-overload]
-            out.append((entry[0], outcome))  # type: ignore[arg-type]
+            item = pending.pop(key)
+            started.pop(key, None)
+            out.append((item, outcome))  # type: ignore[arg-type]
         return woken
 
     def _overdue(self, limit: float) -> list[tuple[T, R | BaseException]]:
@@ -161,24 +186,24 @@ class StreamingPool(Generic[T, R]):
         out: list[tuple[T, R | BaseException]] = []
         for key in late:
             started.pop(key, None)
-            entry = self._pending.pop(key, None)
-            if entry is not None:
-                out.append(
-                    (entry[0], TaskTimeout(f"task still running after {limit:g}s; abandoned"))
-                )
+            if key in self._pending:
+                item = self._pending.pop(key)
+                out.append((item, TaskTimeout(f"task still running after {limit:g}s; abandoned")))
         return out
 
     def cancel_pending(self) -> list[T]:
         """Cancel the tasks that have not started; return their items for the caller to requeue."""
-        cancelled = [key for key, (_, future) in self._pending.items() if future.cancel()]
-        return [self._pending.pop(key)[0] for key in cancelled]
+        with self._lock:
+            waiting = list(self._items)
+            self._cancelled.update(waiting)
+            self._items.clear()
+        return [self._pending.pop(key) for key in waiting]
 
     def abandon(self) -> list[T]:
         """Stop waiting for every task still running; return their items. Their results, when
         they come, are dropped (the threads cannot be killed: :meth:`shutdown` without waiting)."""
-        items = [item for item, _ in self._pending.values()]
-        for _, future in self._pending.values():
-            future.cancel()
+        self.cancel_pending()
+        items = list(self._pending.values())
         self._pending.clear()
         self._started.clear()
         return items
@@ -186,7 +211,11 @@ class StreamingPool(Generic[T, R]):
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
         if cancel:
             self.cancel_pending()
-        self._executor.shutdown(wait=wait, cancel_futures=cancel)
+        for _ in self._threads:
+            self._inbox.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
     def __enter__(self) -> StreamingPool[T, R]:
         return self
