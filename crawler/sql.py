@@ -201,7 +201,8 @@ def _url_states(conn: Connection, urls: Sequence[str]) -> dict[str, tuple[int, s
     """url → (id, state) of the known ones among ``urls``."""
     out: dict[str, tuple[int, str]] = {}
     for chunk in _chunks(urls):
-        out.update({url: (id_, state) for url, id_, state in _URL_STATES.execute(conn, (chunk,))})
+        rows = _URL_STATES.execute(conn, (chunk,)).all()  # one fetch, not a call per row
+        out.update({url: (id_, state) for url, id_, state in rows})
     return out
 
 
