@@ -47,10 +47,11 @@ Decisions:
   checked after every chunk, and near the deadline the socket timeout is lowered to what is left.
   requests' read timeout is per read, so a server that drips its status line and headers (or a
   body) a byte at a time would never be cut by it: a watchdog thread (one per Fetcher) shuts the
-  connection's socket down when the deadline passes while a request waits for its response or
-  reads its body, and the attempt fails with ``timeout``. *Limit*: a proxied connection is not
-  watched (the watchdog learns the connection from :data:`crawler.netguard.conn_hook`, which
-  proxied connections do not call); its read timeout still bounds each read.
+  connection's socket down when the deadline passes (within 50 ms) while a request waits for
+  its response or reads its body, and the attempt fails with ``timeout``. *Limit*: a proxied
+  connection is not watched (the watchdog learns the connection from
+  :data:`crawler.netguard.conn_hook`, which proxied connections do not call); its read timeout
+  still bounds each read.
 * **Retried:** connection errors, DNS ``EAI_AGAIN`` (a temporary lookup failure; a name that does
   not exist is final at once), timeouts (including the deadline), a connection broken mid-body
   (kind ``content``), and 429/500/502/503/504. **Not retried:** TLS, redirect, too_large, a body
@@ -70,6 +71,7 @@ import heapq
 import ipaddress
 import itertools
 import logging
+import math
 import os
 import random
 import re
@@ -117,6 +119,12 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _DRAIN_MAX = 64 * 1024
 """A body we won't use is read and dropped (to keep the connection) only up to this size."""
+_WATCH_SLACK = 256
+"""Disarmed watches the deadline heap may hold beyond twice the armed ones before a sweep."""
+_WATCH_LATE_S = 0.05
+"""How late the watchdog may act on a deadline rather than be woken early for it. A body's
+watch ends a few microseconds before its request's watch: waking the watchdog thread for it
+would cost a thread switch per page."""
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
 
 
@@ -177,14 +185,18 @@ class _Watchdog:
     """Shuts down the socket of a request still running at its deadline (see "Deadline").
 
     One daemon thread, started on first use, waits on a heap of armed watches (by real
-    ``time.monotonic``, whatever clock the Fetcher was given). Disarmed watches are dropped
-    lazily when they reach the top of the heap, so the heap holds at most the requests of the
-    last ``total_timeout`` seconds.
+    ``time.monotonic``, whatever clock the Fetcher was given). It is woken only for a watch
+    that ends more than :data:`_WATCH_LATE_S` before it would wake anyway, so a deadline may be
+    acted on that much late. Disarmed watches are dropped lazily when they reach the top of the
+    heap, or all at once when they outnumber the armed ones (else a crawl would keep two per
+    page of the last ``total_timeout`` seconds).
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Watch]] = []
+        self._armed = 0
+        self._wake_at = math.inf  # when the thread wakes by itself (inf: not before notified)
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
 
@@ -198,8 +210,13 @@ class _Watchdog:
                     target=self._run, name="fetch-watchdog", daemon=True
                 )
                 self._thread.start()
-            heapq.heappush(self._heap, (at, next(self._order), watch))
-            if self._heap[0][2] is watch:
+            heap = self._heap
+            self._armed += 1
+            if len(heap) >= 2 * self._armed + _WATCH_SLACK:
+                heap[:] = [entry for entry in heap if not entry[2].done]
+                heapq.heapify(heap)
+            heapq.heappush(heap, (at, next(self._order), watch))
+            if at < self._wake_at - _WATCH_LATE_S:
                 self._cond.notify()
         return watch
 
@@ -215,14 +232,20 @@ class _Watchdog:
     def disarm(self, watch: _Watch) -> bool:
         """Stop watching; True if the deadline had already fired (the socket was shut)."""
         with self._cond:
-            watch.done = True
+            if not watch.done:
+                watch.done = True
+                self._armed -= 1
             watch.conn = None
             return watch.fired
 
     def close(self) -> None:
         with self._cond:
             thread, self._thread = self._thread, None
+            for _, _, watch in self._heap:
+                watch.done = True
             self._heap.clear()
+            self._armed = 0
+            self._wake_at = math.inf
             self._cond.notify()
         if thread is not None and thread is not threading.current_thread():
             thread.join(1.0)
@@ -235,10 +258,13 @@ class _Watchdog:
                 while heap and heap[0][2].done:
                     heapq.heappop(heap)
                 if not heap:
+                    self._wake_at = math.inf
                     self._cond.wait()
                     continue
-                delay = heap[0][0] - time.monotonic()
+                at = heap[0][0]
+                delay = at - time.monotonic()
                 if delay > 0:
+                    self._wake_at = at
                     self._cond.wait(delay)
                     continue
                 watch = heapq.heappop(heap)[2]
@@ -640,11 +666,14 @@ class Fetcher:
         request = requests.PreparedRequest()
         request.method = "GET"
         request.prepare_url(url, None)
-        request.headers = self._prepared_headers.copy()
-        if headers:
-            request.headers.update(headers)
-        if "@" in url:
-            request.prepare_auth(None, url)
+        if headers or "@" in url:
+            request.headers = self._prepared_headers.copy()
+            if headers:
+                request.headers.update(headers)
+            if "@" in url:
+                request.prepare_auth(None, url)
+        else:  # shared by every plain GET: nothing below the adapter writes to a request's headers
+            request.headers = self._prepared_headers
         s = self._settings
         watchdog = self._watchdog
         watch = watchdog.arm(remaining)

@@ -28,12 +28,25 @@ Limits:
 * Addresses that *embed* a private IPv4 address in a global IPv6 form (6to4 ``2002::/16``,
   Teredo, NAT64 ``64:ff9b::/96``) are judged as the IPv6 address they are.
 
-Must not: resolve names, keep state beyond the ``allow_private`` callable, or log.
+Must not: resolve names, keep state beyond the ``allow_private`` callable, or log. (The
+adapter's cache of pool lookups, below, holds no decision: only how a URL's origin maps to a
+connection pool, which urllib3 would compute the same way every time.)
+
+Per-request cost, since a crawl sends thousands of requests a second through here:
+
+* :class:`GuardedAdapter` remembers, per URL origin (scheme and authority), the pool parameters
+  ``requests`` derives on every call (two URL parses, the proxy look-up and an ``os.path.isdir``
+  on the CA bundle when ``verify`` is a path), for requests sent without proxies.
+* The guarded connections read responses through a 64 KiB buffer instead of ``http.client``'s
+  8 KiB, so a typical page's headers and body arrive in one ``recv`` (each socket read is a
+  ``poll`` and a ``recv``, and each releases the GIL, which 32 busy threads then fight over).
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -56,6 +69,18 @@ AllowPrivate = Callable[[str], bool]
 """Given a URL's host name, True when non-public addresses are acceptable for it."""
 
 HINT = "set [scope] allow_private_networks = true to allow"
+
+READ_BUFFER = 64 * 1024
+"""Bytes a response's socket reads at most at a time (http.client's default is 8 KiB)."""
+
+_ORIGIN = re.compile(r"[^:/?#]+://[^/?#]*")
+"""A URL's scheme and authority, up to the first ``/``, ``?`` or ``#`` after ``//``: all that
+``requests`` reads to pick a connection pool (``urllib.parse`` splits the authority there)."""
+
+_POOL_CACHE_MAX = 64
+"""Origins whose pool parameters an adapter remembers; past it the cache starts over. Each
+thread has its own adapter, which keeps connections to 32 hosts by default: a crawl of many
+hosts reconnects anyway, and 64 entries per thread stay small."""
 
 
 class PrivateAddressError(FetchError):
@@ -137,10 +162,37 @@ def _fire_conn_hook(conn: urllib3.connection.HTTPConnection) -> None:
         fn(conn)
 
 
+class _WideSocket:
+    """Hands ``http.client.HTTPResponse`` a socket file with a :data:`READ_BUFFER` buffer."""
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def makefile(self, mode: str) -> Any:
+        return self._sock.makefile(mode, READ_BUFFER)
+
+
+class WideBufferResponse(http.client.HTTPResponse):
+    """An ``http.client`` response that reads its socket :data:`READ_BUFFER` bytes at a time.
+
+    The buffer only sets the most one ``recv`` may return: a read still returns what has
+    arrived, so a slow server is read exactly as before.
+    """
+
+    def __init__(
+        self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None
+    ) -> None:
+        wide: Any = _WideSocket(sock)  # http.client calls only its makefile()
+        super().__init__(wide, debuglevel, method, url)
+
+
 class GuardedHTTPConnection(urllib3.connection.HTTPConnection):
     """An ``HTTPConnection`` that checks its peer once connected; see the module docstring."""
 
     allow_private: AllowPrivate = staticmethod(lambda host: False)
+    response_class = WideBufferResponse
 
     def connect(self) -> None:
         super().connect()
@@ -156,6 +208,7 @@ class GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
     """An ``HTTPSConnection`` that checks its peer once connected (after the TLS handshake)."""
 
     allow_private: AllowPrivate = staticmethod(lambda host: False)
+    response_class = WideBufferResponse
 
     def connect(self) -> None:
         super().connect()
@@ -185,6 +238,11 @@ def guarded_pool_classes(
     return {"http": http_pool, "https": https_pool}
 
 
+PoolParams = tuple[Mapping[str, Any], dict[str, Any]]
+"""``(host_params, pool_kwargs)`` as ``HTTPAdapter.build_connection_pool_key_attributes``
+returns them."""
+
+
 class GuardedAdapter(requests.adapters.HTTPAdapter):
     """An ``HTTPAdapter`` whose direct (unproxied) connections go through the guard."""
 
@@ -194,6 +252,7 @@ class GuardedAdapter(requests.adapters.HTTPAdapter):
         **kwargs: Any,
     ) -> None:
         self._pool_classes = dict(pool_classes)  # before super(): it calls init_poolmanager
+        self._pool_params: dict[tuple[str, bool | str], PoolParams] = {}
         super().__init__(**kwargs)
 
     def init_poolmanager(
@@ -201,3 +260,49 @@ class GuardedAdapter(requests.adapters.HTTPAdapter):
     ) -> None:
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = dict(self._pool_classes)
+        self._pool_params = {}
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str | None,
+        proxies: Mapping[str, str] | None = None,
+        cert: tuple[str, str] | str | None = None,
+    ) -> urllib3.connectionpool.ConnectionPool:
+        """The pool ``requests`` would pick, without re-deriving its parameters every time.
+
+        Only for requests without proxies or a client certificate, whose pool depends on the
+        URL's origin and ``verify`` alone; the first request to an origin goes the whole way
+        (so a bad URL fails exactly as it does in ``requests``) and fills the cache.
+        """
+        url = request.url
+        origin = _ORIGIN.match(url) if isinstance(url, str) else None
+        if proxies or cert is not None or origin is None or verify is None:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        key = (origin.group(), verify)
+        params = self._pool_params.get(key)
+        if params is None:
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            self._remember(key, request, verify)
+            return pool
+        found: urllib3.connectionpool.HTTPConnectionPool = self.poolmanager.connection_from_host(
+            **params[0], pool_kwargs=params[1]
+        )
+        return found
+
+    def _remember(
+        self, key: tuple[str, bool | str], request: requests.PreparedRequest, verify: bool | str
+    ) -> None:
+        if len(self._pool_params) >= _POOL_CACHE_MAX:
+            self._pool_params.clear()
+        host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify)
+        self._pool_params[key] = (host_params, dict(pool_kwargs))
+
+    def request_url(
+        self, request: requests.PreparedRequest, proxies: Mapping[str, str] | None
+    ) -> str:
+        """Without proxies, the path and query: what ``requests`` returns then, minus a
+        proxy look-up and a URL parse."""
+        if proxies:
+            return super().request_url(request, proxies)
+        return request.path_url

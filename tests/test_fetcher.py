@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import io
+import math
 import socket
 import threading
 import time
@@ -18,15 +19,34 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+import requests.adapters
 import responses
 
 from crawler.config import FetchSettings
 from crawler.errors import ErrorKind
-from crawler.fetcher import ACCEPT, Fetcher, FetchOutcome, _ProxyRules, parse_retry_after
-from crawler.netguard import PrivateAddressError, address_problem
+from crawler.fetcher import (
+    _WATCH_LATE_S,
+    _WATCH_SLACK,
+    ACCEPT,
+    Fetcher,
+    FetchOutcome,
+    _ProxyRules,
+    _Watchdog,
+    parse_retry_after,
+)
+from crawler.netguard import (
+    _POOL_CACHE_MAX,
+    READ_BUFFER,
+    GuardedAdapter,
+    PrivateAddressError,
+    WideBufferResponse,
+    address_problem,
+    guarded_pool_classes,
+)
 from tests.siteserver import Page, Redirect, RequestContext, Site, SiteServerFactory
 
 URL = "http://example.test/page"
@@ -950,3 +970,196 @@ def test_proxied_connections_are_not_checked(
     assert outcome.result is not None
     assert outcome.result.status_code == 404
     assert [r.path for r in proxy.log] == ["http://example.test/page"]
+
+
+# -- per-request shortcuts ------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_plain_gets_never_carry_another_requests_headers(make, site_server) -> None:
+    """Plain GETs share one header mapping; validators and URL credentials stay with theirs."""
+    site = Site()
+    site.add("/page", Page("<p>x</p>"))
+    server = site_server(site)
+    fetcher = make(allow_private=lambda host: True)
+    plain = server.url("/page")
+    fetcher.fetch(plain, etag='"v1"', last_modified="Wed, 01 Jan 2025 00:00:00 GMT")
+    fetcher.fetch(plain)
+    fetcher.fetch(plain.replace("http://", "http://bob:pw@"))
+    fetcher.fetch(plain)
+    sent = [{k.lower(): v for k, v in r.headers.items()} for r in server.log]
+    assert [sorted(set(h) - {"host", "user-agent", "accept", "accept-encoding"}) for h in sent] == [
+        ["if-modified-since", "if-none-match"],
+        [],
+        ["authorization"],
+        [],
+    ]
+    assert {h["user-agent"] for h in sent} == {"testbot/1.0"}
+    assert {h["accept"] for h in sent} == {ACCEPT}
+
+
+_ORIGINS = [
+    "http://127.0.0.2:8080/a",
+    "http://127.0.0.2:8080/b?q=1#f",
+    "HTTP://Example.TEST/x",
+    "http://example.test:80/y",
+    "http://example.test?q",
+    "http://user:pw@example.test:81/z",
+    "http://[::1]:8080/v6",
+    "https://example.test/s",
+    "https://example.test:8443/s",
+]
+
+
+@pytest.mark.parametrize("verify", [True, False, "/etc/ssl/certs"])
+def test_adapter_picks_the_pool_requests_would(verify: bool | str) -> None:
+    """The remembered pool parameters give the very pool ``requests`` itself would pick, and
+    the request target ``requests`` would send, for every spelling of an origin."""
+    adapter = GuardedAdapter(guarded_pool_classes(lambda host: True))
+    plain = requests.adapters.HTTPAdapter
+    try:
+        prepared = []
+        for _ in range(2):  # the first round fills the cache, the second reads it
+            for url in _ORIGINS:
+                request = requests.Request("GET", url).prepare()
+                prepared.append(request.url)
+                ours = adapter.get_connection_with_tls_context(request, verify, {}, None)
+                theirs = plain.get_connection_with_tls_context(adapter, request, verify, {}, None)
+                assert ours is theirs, url
+                assert adapter.request_url(request, {}) == plain.request_url(adapter, request, {})
+        origins = {"{}://{}".format(*urlsplit(u)) for u in prepared}
+        assert len(origins) == 7  # /a and /b share one origin, and so do the example.test ones
+        assert {origin for origin, _ in adapter._pool_params} == origins
+    finally:
+        adapter.close()
+
+
+def test_adapter_cache_stays_small_over_many_hosts() -> None:
+    adapter = GuardedAdapter(guarded_pool_classes(lambda host: True))
+    try:
+        for i in range(3 * _POOL_CACHE_MAX):
+            request = requests.Request("GET", f"http://h{i}.test/").prepare()
+            pool = adapter.get_connection_with_tls_context(request, True, {}, None)
+            assert pool.host == f"h{i}.test"
+            assert len(adapter._pool_params) <= _POOL_CACHE_MAX
+    finally:
+        adapter.close()
+
+
+def test_adapter_with_proxies_asks_requests_every_time() -> None:
+    adapter = GuardedAdapter(guarded_pool_classes(lambda host: True))
+    proxies = {"http": "http://proxy.test:3128"}
+    request = requests.Request("GET", "http://example.test/p?q=1").prepare()
+    try:
+        pool = adapter.get_connection_with_tls_context(request, True, proxies, None)
+        assert (pool.host, pool.port) == ("proxy.test", 3128)
+        assert adapter.request_url(request, proxies) == "http://example.test/p?q=1"
+        assert adapter._pool_params == {}
+    finally:
+        adapter.close()
+
+
+def test_bad_urls_fail_as_in_requests() -> None:
+    adapter = GuardedAdapter(guarded_pool_classes(lambda host: True))
+    request = requests.PreparedRequest()
+    request.method = "GET"
+    request.url = "http://example.test:99999/"  # a port prepare_url would have refused
+    with pytest.raises(requests.exceptions.InvalidURL):
+        adapter.get_connection_with_tls_context(request, True, {}, None)
+    assert adapter._pool_params == {}
+    adapter.close()
+
+
+def test_responses_read_the_socket_in_wide_steps() -> None:
+    class Sock:
+        def makefile(self, mode: str, buffering: int = -1) -> io.BytesIO:
+            self.made = (mode, buffering)
+            return io.BytesIO(b"")
+
+    sock = Sock()
+    WideBufferResponse(sock, method="GET")
+    assert sock.made == ("rb", READ_BUFFER)
+    for pool in guarded_pool_classes(lambda host: True).values():
+        assert pool.ConnectionCls.response_class is WideBufferResponse  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(10)
+def test_a_body_larger_than_the_read_buffer_arrives_whole(make, site_server) -> None:
+    body = bytes(range(256)) * (3 * READ_BUFFER // 256 + 7)
+    site = Site()
+    site.add("/big", Page(body, content_type="text/html"))
+    site.add("/small", Page("<p>after</p>"))
+    server = site_server(site)
+    fetcher = make(allow_private=lambda host: True)
+    big = fetcher.fetch(server.url("/big")).result
+    small = fetcher.fetch(server.url("/small")).result  # the same connection, read cleanly
+    assert big is not None
+    assert big.body == body
+    assert small is not None
+    assert small.body == b"<p>after</p>"
+    assert server.connections == 1
+
+
+class _Sock:
+    def __init__(self) -> None:
+        self.shut = threading.Event()
+
+    def shutdown(self, how: int) -> None:
+        self.shut.set()
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.sock = _Sock()
+
+
+@pytest.mark.timeout(10)
+def test_deadline_heap_sheds_disarmed_watches_and_still_fires() -> None:
+    dog = _Watchdog()
+    try:
+        kept = dog.arm(60.0)
+        for _ in range(5_000):
+            assert not dog.disarm(dog.arm(60.0))
+        assert len(dog._heap) <= 2 * 2 + _WATCH_SLACK
+        conn = _Conn()
+        soon = dog.arm(0.05)
+        dog.attach(soon, conn)
+        assert conn.sock.shut.wait(5)
+        assert dog.disarm(soon)
+        assert not kept.fired
+        assert not dog.disarm(kept)
+    finally:
+        dog.close()
+
+
+@pytest.mark.timeout(10)
+def test_watchdog_sleeps_through_a_watch_ending_just_before_its_wake() -> None:
+    """The watch armed for a body ends microseconds before its request's: no thread switch for
+    it, yet it is still acted on, at most ``_WATCH_LATE_S`` late."""
+    dog = _Watchdog()
+    notified: list[float] = []
+    notify = dog._cond.notify
+
+    def counting(n: int = 1) -> None:
+        notified.append(time.monotonic())
+        notify(n)
+
+    dog._cond.notify = counting  # type: ignore[method-assign]
+    try:
+        first = dog.arm(0.3)
+        assert _wait_for(lambda: dog._wake_at < math.inf)  # asleep until ``first`` ends
+        assert len(notified) == 1
+        conn = _Conn()
+        second = dog.arm(0.3 - _WATCH_LATE_S / 2)
+        dog.attach(second, conn)
+        assert len(notified) == 1
+        started = time.monotonic()
+        assert conn.sock.shut.wait(5)
+        assert time.monotonic() - started < 0.3 + _WATCH_LATE_S + 0.2
+        assert dog.disarm(second)
+        assert dog.disarm(first)
+        assert _wait_for(lambda: dog._wake_at == math.inf)  # nothing left: asleep for good
+        dog.arm(0.01)  # well before the next wake: the thread is woken for it
+        assert len(notified) == 2
+    finally:
+        dog.close()
