@@ -5,7 +5,8 @@ is bound to one core by the GIL (docs/performance.md). Parsing a page — decodi
 links resolved and canonicalized, the text hashed — is pure work on bytes, so it moves to child
 processes while fetching, politeness and the single writer stay in the crawl's process.
 
-Each child is ``python -m crawler.parseproc``, speaking length-prefixed pickles on its stdin and
+Each child is ``python -m crawler.parseproc``, speaking length-prefixed ``marshal`` messages
+(the same interpreter on both ends; only the first, the link policy, is a pickle) on its stdin and
 stdout: one request (body, URL, charset, depth), one reply. A fetcher thread borrows an idle
 child, sends its page and blocks on the reply (releasing the GIL), so a crawl of 32 threads
 needs only as many children as spare cores. Replies are plain tuples, not dataclasses: pickling
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import marshal
 import os
 import pickle
 import queue
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,13 +61,13 @@ class ParseFailed(Exception):
 # -- the wire -------------------------------------------------------------------------------
 
 
-def _send(out: IO[bytes], obj: object) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+def _send(out: IO[bytes], obj: Any) -> None:
+    data = marshal.dumps(obj, 4)
     out.write(_HEADER.pack(len(data)) + data)
     out.flush()
 
 
-def _receive(src: IO[bytes]) -> Any:
+def _receive(src: IO[bytes], loads: Callable[[bytes], Any] = marshal.loads) -> Any:
     head = src.read(_HEADER.size)
     if len(head) < _HEADER.size:
         raise EOFError("parser process closed its output")
@@ -72,7 +75,7 @@ def _receive(src: IO[bytes]) -> Any:
     data = src.read(size)
     if len(data) < size:
         raise EOFError("parser process closed its output mid-reply")
-    return pickle.loads(data)
+    return loads(data)
 
 
 Request = tuple[bytes, str, "str | None", int]
@@ -119,7 +122,7 @@ def _serve() -> None:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt replies
     try:
-        policy, keep_text = _receive(src)
+        policy, keep_text = _receive(src, pickle.loads)
         _send(out, ("ready", os.getpid()))
         while True:
             request = _receive(src)
@@ -204,7 +207,7 @@ class ParserProcesses:
     def _welcome(self, child: _Child) -> None:
         try:
             child.wait_ready()
-        except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
             if not self._closed:
                 log.warning("a parser process failed to start: %s", exc)
             self._retire(child)
@@ -246,7 +249,7 @@ class ParserProcesses:
             return None
         try:
             reply = child.call((body, url, charset, depth))
-        except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
             code = child.proc.poll()
             self._retire(child)
             if self._closed:
