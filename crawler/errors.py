@@ -29,9 +29,6 @@ import http.client
 import socket
 from collections.abc import Iterator
 
-import requests
-import urllib3.exceptions
-
 
 class ErrorKind(enum.StrEnum):
     """Stored by value in ``errors.kind``: these strings are the public contract."""
@@ -97,6 +94,8 @@ class HTTPStatusError(FetchError):
 
 def _caused_by_dns(exc: BaseException) -> bool:
     """Walk the cause/context chain and the args: urllib3 wraps gaierror several levels deep."""
+    import urllib3.exceptions
+
     return _in_chain(exc, (socket.gaierror, urllib3.exceptions.NameResolutionError))
 
 
@@ -151,6 +150,11 @@ def classify(exc: BaseException) -> ErrorKind:
     """
     if isinstance(exc, FetchError):
         return exc.kind
+    # Imported here: parser processes use this module and never fetch (requests and urllib3
+    # would be a third of their memory).
+    import requests
+    import urllib3.exceptions
+
     if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
         return ErrorKind.TLS
     if isinstance(exc, urllib3.exceptions.NewConnectionError | socket.gaierror):
