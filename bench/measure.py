@@ -68,11 +68,12 @@ class TreeRss(threading.Thread):
         while todo:
             p = todo.pop()
             pids.append(p)
-            for children in Path(f"/proc/{p}/task").glob("*/children"):
-                try:
-                    todo.extend(int(c) for c in children.read_text().split())
-                except OSError:
-                    continue
+            try:  # a process or thread may end between listing and reading
+                for task in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{task}/children") as f:
+                        todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                continue
         return pids
 
     def sample(self) -> int:
@@ -86,7 +87,10 @@ class TreeRss(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval_s):
-            self.peak_kb = max(self.peak_kb, self.sample())
+            try:
+                self.peak_kb = max(self.peak_kb, self.sample())
+            except (OSError, ValueError):  # the tree changed under the sample: take the next
+                continue
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from crawler.config import PolitenessSettings
 from crawler.records import FetchTask
 
+MAX_CLAIM_INTERVAL_S = 0.5
+"""Longest a frontier with work in hand waits between two claims that came back empty."""
+
 ClaimFn = Callable[[int, Collection[int], int], "Future[list[FetchTask]]"]
 """Start a claim of up to N URLs, excluding some host ids, at most M per host; the future
 yields the tasks."""
@@ -82,6 +85,9 @@ class Frontier:
         self._per_host_buffer = per_host_buffer
         self._min_claim_interval_s = min_claim_interval_s
         self._last_claim_at = float("-inf")
+        self._claim_interval_s = min_claim_interval_s
+        """Least time between two claims while work is in hand; doubles while claims come back
+        empty (up to MAX_CLAIM_INTERVAL_S)."""
         self._retry_at = float("-inf")
         self._retry_s = retry_s
         self._clock = clock
@@ -121,7 +127,7 @@ class Frontier:
         idle = not self._heap or self._heap[0][0] > now
         if not (low or idle):
             return
-        if self._buffered and now - self._last_claim_at < self._min_claim_interval_s:
+        if self._buffered and now - self._last_claim_at < self._claim_interval_s:
             return  # many hosts all waiting: claim at a bounded rate, not once per loop
         self._last_claim_at = now
         self._claim_generation = self._generation
@@ -152,6 +158,14 @@ class Frontier:
                 self._discarded.discard(task.url)
                 continue  # became known as done while this claim was under way
             self._add(task)
+        if not tasks:
+            # The database had nothing more: with 1,000 hosts waiting on their delays, a claim
+            # every 50 ms (each linear in the hosts it excludes, each a writer commit) kept the
+            # dispatcher busy and made every host late. While work is in hand, back off up to
+            # MAX_CLAIM_INTERVAL_S until a claim brings something again.
+            self._claim_interval_s = min(MAX_CLAIM_INTERVAL_S, 2 * self._claim_interval_s)
+        else:
+            self._claim_interval_s = self._min_claim_interval_s
 
     def _slot(self, task: FetchTask) -> Slot:
         slot = self._slots.get(task.host_id)

@@ -126,3 +126,32 @@ def test_one_big_host_cannot_starve_the_others() -> None:
     left = f.drain()
     assert f.buffered == 0
     assert {t.host_id for t in left} == {1}
+
+
+def test_idle_claims_back_off_while_they_come_back_empty() -> None:
+    """Every host waiting on its delay and nothing more in the database: claims slow down (up
+    to one a second) instead of running every 50 ms, and speed up again once one brings work."""
+    clock = FakeClock()
+    store = FakeStore([task(i, host=i) for i in range(50)])  # 50 hosts, one URL each
+    f = Frontier(PolitenessSettings(delay=20.0, per_host_concurrency=1), store.claim, clock=clock)
+    assert len(drain_ready(f)) == 50
+    store.tasks.extend(task(100 + i, host=i) for i in range(50))  # each host's second page
+    f.note_result()
+    drain_ready(f)  # claims them: every host now waits 20 s
+    start = len(store.claims)
+    for _ in range(200):  # 10 s of a busy dispatcher, results arriving all the while
+        clock.now += 0.05
+        f.note_result()
+        assert drain_ready(f) == []
+    idle_claims = len(store.claims) - start
+    assert 15 <= idle_claims <= 30  # 50 ms, 100, 200, 400, then every 500 ms
+    store.tasks.append(task(999, host=77))  # a new host appears
+    clock.now += 1.0
+    f.note_result()
+    assert [t.url_id for t in drain_ready(f)] == [999]
+    before = len(store.claims)
+    for _ in range(3):  # 150 ms: back to the short interval (not 500 ms)
+        clock.now += 0.05
+        f.note_result()
+        drain_ready(f)
+    assert len(store.claims) > before
