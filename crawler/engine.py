@@ -179,8 +179,11 @@ class Engine:
                 if frontier.exhausted():
                     self.status = CrawlStatus.FINISHED
                     return
-            wait = frontier.wait_time()
-            timeout = IDLE_WAIT_S if wait is None else min(wait, IDLE_WAIT_S)
+            if pool.full() or self._limit_reached():
+                timeout = IDLE_WAIT_S  # nothing can start before a fetch completes: wait for one
+            else:  # (a ready host in the frontier would otherwise make this a busy loop)
+                wait = frontier.wait_time()
+                timeout = IDLE_WAIT_S if wait is None else min(wait, IDLE_WAIT_S)
             wake: list[Future[object]] = []
             if frontier.pending_claim is not None:
                 wake.append(frontier.pending_claim)  # type: ignore[arg-type]
