@@ -87,11 +87,11 @@ def _states(db: Path) -> Counter[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_kill_9_at_random_moments_loses_nothing(site_server, tmp_path: Path) -> None:
-    """~2,100 pages on three hosts; SIGKILL the crawler at >= 5 random moments (some restarts
+    """~4,500 pages on three hosts; SIGKILL the crawler at >= 5 random moments (some restarts
     with the seed file, some with ``crawl --resume``), then let the last run finish."""
     rng = random.Random(20240404)
     srv: SiteServer = site_server(hosts=loopback_hosts(3))
-    gen = generate_site(srv.hosts, 700, port=srv.port, seed=4, site=srv.site)
+    gen = generate_site(srv.hosts, 1500, port=srv.port, seed=4, site=srv.site)
     seeds = write_seeds(tmp_path / "seed.txt", gen.root_urls)
     workers = 8
     cfg = write_settings(
