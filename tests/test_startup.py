@@ -14,16 +14,14 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy import text
 
 import crawler.tools
 from crawler.cli import build_parser
@@ -32,10 +30,10 @@ from crawler.errors import DatabaseError
 from crawler.tools import TOOLS, load
 from tests.crawlkit import ROOT, write_seeds, write_settings
 from tests.siteserver import Page, Site
+from tests.test_db import pg_url as pg_url  # the one PostgreSQL fixture
 
 pytestmark = pytest.mark.timeout(120)
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 # Runs ``python -m crawler ARGS`` the way the interpreter does, then records what was imported.
 PROBE = """
@@ -246,28 +244,6 @@ def test_opening_a_database_at_head_does_not_load_alembic(tmp_path: Path) -> Non
         check=True,
     )
     assert result.stdout.strip() == "[]"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty schema on the test PostgreSQL server (skipped when there is none)."""
-    try:
-        admin = create_engine(PG_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except (OperationalError, ModuleNotFoundError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable: {exc}")
-        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.mark.postgres
