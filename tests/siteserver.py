@@ -563,6 +563,11 @@ class _HostServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup: skip it.
         socketserver.TCPServer.server_bind(self)
+        # Timestamps on the listening socket: an accepted connection inherits them, so even a
+        # request that arrived before its connection thread ran carries the kernel's time
+        # (set only in setup(), such a request was timed when the thread got to it: late).
+        with contextlib.suppress(OSError):
+            self.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         self.server_name = self.host
         self.server_port = self.server_address[1]
 
