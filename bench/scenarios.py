@@ -69,6 +69,37 @@ class Context:
     """Earlier scenarios' results of this invocation (scenario 6 compares with scenario 1)."""
 
 
+def _ours_on_py_server(
+    ctx: Context,
+    wd: Path,
+    site: sitegen.StaticSite,
+    settings: dict[str, Any],
+    *,
+    latency_s: float = 0.0,
+) -> tuple[servers.PyServer, measure.PeerRow, list[tuple[str, str, float]]]:
+    """Crawl ``site`` with ``settings`` from the logging Python server (the scenarios that
+    judge timing by what the server saw); the server, our row and the server's request log."""
+    srv = servers.PyServer(
+        site.hosts,
+        root=site.root,
+        latency_s=latency_s,
+        log=True,
+        lifetime_s=ctx.sizes.timeout_s * 2,
+    ).start()
+    try:
+        row, _ = measure.run_ours(
+            wd / "ours",
+            site.seeds(srv.port),
+            settings,
+            expected=site.total_pages,
+            timeout_s=ctx.sizes.timeout_s,
+        )
+    finally:
+        srv.stop()
+    assert srv.log is not None
+    return srv, row, srv.log
+
+
 def _rate(log: list[tuple[str, str, float]], skip: tuple[str, ...] = ("/robots.txt",)) -> float:
     """Steady rate seen by the server: requests / (last start - first start)."""
     times = sorted(t for _h, p, t in log if p not in skip)
@@ -183,21 +214,8 @@ def latency(ctx: Context) -> dict[str, Any]:
             "per_host_concurrency": LATENCY_PER_HOST,
         },
     }
-    srv = servers.PyServer(
-        hosts, root=site.root, latency_s=LATENCY_S, log=True, lifetime_s=ctx.sizes.timeout_s * 2
-    ).start()
-    try:
-        row, _ = measure.run_ours(
-            wd / "ours",
-            site.seeds(srv.port),
-            settings,
-            expected=site.total_pages,
-            timeout_s=ctx.sizes.timeout_s,
-        )
-    finally:
-        srv.stop()
-    assert srv.log is not None
-    steady = _rate(srv.log)
+    srv, row, log = _ours_on_py_server(ctx, wd, site, settings, latency_s=LATENCY_S)
+    steady = _rate(log)
     return {
         "scenario": "latency",
         "title": (
@@ -213,7 +231,7 @@ def latency(ctx: Context) -> dict[str, Any]:
             "pct_of_limit": round(100 * row.pages_per_s / limit, 1),
             "steady_pages_per_s": round(steady, 2),
             "steady_pct_of_limit": round(100 * steady / limit, 1),
-            "max_in_flight_seen": _max_in_flight(srv.log, LATENCY_S),
+            "max_in_flight_seen": _max_in_flight(log, LATENCY_S),
         },
         "targets": {"steady_pct_of_limit": ">= 90"},
         "notes": [
@@ -248,23 +266,10 @@ def politeness(ctx: Context) -> dict[str, Any]:
         "crawl": {"workers": 64},
         "politeness": {"obey_robots": True, "delay": 0, "per_host_concurrency": 2},
     }
-    srv = servers.PyServer(
-        hosts, root=site.root, log=True, lifetime_s=ctx.sizes.timeout_s * 2
-    ).start()
-    try:
-        row, _ = measure.run_ours(
-            wd / "ours",
-            site.seeds(srv.port),
-            settings,
-            expected=site.total_pages,
-            timeout_s=ctx.sizes.timeout_s,
-        )
-    finally:
-        srv.stop()
-    assert srv.log is not None
-    gaps = _gaps(srv.log, include_robots=False)
-    all_gaps = _gaps(srv.log, include_robots=True)
-    steady = _rate(srv.log)
+    srv, row, log = _ours_on_py_server(ctx, wd, site, settings)
+    gaps = _gaps(log, include_robots=False)
+    all_gaps = _gaps(log, include_robots=True)
+    steady = _rate(log)
     return {
         "scenario": "politeness",
         "title": (
@@ -375,26 +380,13 @@ def many_hosts(ctx: Context) -> dict[str, Any]:
         "crawl": {"workers": 64},
         "politeness": {"obey_robots": False, "delay": delay, "per_host_concurrency": 1},
     }
-    srv = servers.PyServer(
-        hosts, root=site.root, log=True, lifetime_s=ctx.sizes.timeout_s * 2
-    ).start()
-    try:
-        row, _ = measure.run_ours(
-            wd / "ours",
-            site.seeds(srv.port),
-            settings,
-            expected=site.total_pages,
-            timeout_s=ctx.sizes.timeout_s,
-        )
-    finally:
-        srv.stop()
-    assert srv.log is not None
-    times = sorted(t for _h, _p, t in srv.log)
+    srv, row, log = _ours_on_py_server(ctx, wd, site, settings)
+    times = sorted(t for _h, _p, t in log)
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    gaps = _gaps(srv.log, include_robots=True)
+    gaps = _gaps(log, include_robots=True)
     first: dict[str, float] = {}
     last: dict[str, float] = {}
-    for host, _path, t in srv.log:
+    for host, _path, t in log:
         first[host] = min(first.get(host, t), t)
         last[host] = max(last.get(host, t), t)
     host_spans = sorted(last[h] - first[h] for h in first)
