@@ -80,9 +80,6 @@ def _receive(src: IO[bytes], loads: Callable[[bytes], Any] = marshal.loads) -> A
 
 Request = tuple[bytes, str, "str | None", int]
 """body, final URL, charset, depth of the page's URL."""
-PageFields = tuple["str | None", "str | None", bool, bool, "str | None", "str | None"]
-"""ParsedPage without links, data and extract_errors: title, canonical_url, noindex, nofollow,
-content_hash, text."""
 
 
 def parse_request(policy: LinkPolicy, keep_text: bool, request: Request) -> tuple[Any, ...]:
