@@ -103,11 +103,16 @@ class RequestRecord:
     started: float
     """``time.monotonic()`` when the request line had been read."""
     finished: float
-    """``time.monotonic()`` when the response had been written (or the client had gone)."""
+    """``time.monotonic()`` when the response had been written (or the client had gone).
+    The client may already have read it and sent its next request by then: to judge "B was
+    sent after A's response", compare B's ``started`` with A's ``responded``."""
     status: int
     """The status sent; 0 if none was (a hostile behaviour writing raw bytes)."""
     bytes_sent: int = 0
     """Body bytes written through `RequestContext.write`/`send` (headers not counted)."""
+    responded: float = 0.0
+    """``time.monotonic()`` just before the first byte of the response was written; equal to
+    ``finished`` if nothing was. No client can have read a byte of the response before it."""
 
 
 class RequestContext:
@@ -165,6 +170,8 @@ class RequestContext:
 
     def write(self, data: bytes) -> bool:
         """Write body bytes now; False (and the connection is to close) if the client is gone."""
+        if self.handler.responded is None:  # raw bytes with no status line (a hostile behaviour)
+            self.handler.responded = time.monotonic()
         try:
             self.handler.wfile.write(data)
         except OSError:  # BrokenPipe, ConnectionReset, or our own shutdown on stop
@@ -466,6 +473,7 @@ class _Handler(BaseHTTPRequestHandler):
     rbufsize = 0  # unbuffered: no request of a pipelining client hides in a buffer (_arrival)
     started: float | None = None
     arrived: float | None = None
+    responded: float | None = None
     status = 0
     bytes_sent = 0
 
@@ -496,7 +504,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def handle_one_request(self) -> None:
-        self.started, self.status, self.bytes_sent = None, 0, 0
+        self.started, self.responded, self.status, self.bytes_sent = None, None, 0, 0
         self.arrived = self._arrival()
         try:
             super().handle_one_request()
@@ -515,6 +523,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_response(self, code: int, message: str | None = None) -> None:
         self.status = code
+        if self.responded is None:  # headers are buffered until end_headers: nothing is out yet
+            self.responded = time.monotonic()
         super().send_response(code, message)
 
     def do_GET(self) -> None:
@@ -780,15 +790,17 @@ class SiteServer:
     def _finish(self, handler: _Handler) -> None:
         host = handler.server.host
         headers = getattr(handler, "headers", None)
+        finished = time.monotonic()
         record = RequestRecord(
             host=host,
             path=getattr(handler, "path", "") or "",
             method=getattr(handler, "command", "") or "",
             headers=_first_headers(headers.items()) if headers is not None else {},
             started=handler.started or 0.0,
-            finished=time.monotonic(),
+            finished=finished,
             status=handler.status,
             bytes_sent=handler.bytes_sent,
+            responded=handler.responded if handler.responded is not None else finished,
         )
         with self._lock:
             self._active[host] -= 1

@@ -110,10 +110,15 @@ def test_log_records_host_path_headers_timing_and_keep_alive(
     assert before <= log[0].started < log[0].finished
     assert log[1].started < log[1].finished
     assert log[0].finished - log[0].started >= 0.05
-    # The HEAD went out after the slow GET's answer. (Not "after its finished": that is taken
-    # once the response is written, and the next request's arrival time is the kernel's, which
-    # can come first.)
+    # The HEAD went out after the slow GET's answer began. (Not "after its finished": that is
+    # taken once the response is written, and the next request's arrival time is the kernel's,
+    # which can come first.)
     assert log[1].started - log[0].started >= 0.05
+    for r in log:
+        assert r.started <= r.responded <= r.finished
+    assert log[0].responded - log[0].started >= 0.05  # the Slow wait comes before the answer
+    assert log[0].responded <= log[1].started
+    assert log[1].responded <= log[2].started
     assert srv.requests_for("/q?a=1") == log[:2]
     assert srv.requests_for("/q?a=1", host="127.0.0.9") == []
     assert srv.connections == 1  # one kept-alive connection for all three
