@@ -95,7 +95,7 @@ import requests.cookies
 import tenacity
 import urllib3.exceptions
 
-from crawler import errors
+from crawler import errors, httpheaders
 from crawler.config import FetchSettings
 from crawler.errors import DeadlineError, ErrorKind, RedirectError
 from crawler.netguard import (
@@ -431,6 +431,7 @@ class Fetcher:
         so the engine can hold every request to that host, not only this URL's retry.
         See the module docstring for each.
         """
+        httpheaders.install()  # same headers, parsed without the email package (its docstring)
         self._settings = settings
         self._body_types = body_types
         self._before_request = before_request
