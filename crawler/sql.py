@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -57,6 +57,8 @@ _EXCLUDED = URLState.EXCLUDED.value
 
 def _insert_for(dialect: Dialect, table: Table) -> Any:
     if dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # ~25 ms to import; SQLite runs need none
+
         return postgresql.insert(table)
     return sqlite.insert(table)
 
