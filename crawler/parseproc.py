@@ -7,9 +7,12 @@ processes while fetching, politeness and the single writer stay in the crawl's p
 
 Each child is ``python -m crawler.parseproc``, speaking length-prefixed ``marshal`` messages
 (the same interpreter on both ends; only the first, the link policy, is a pickle) on its stdin and
-stdout: one request (body, URL, charset, depth), one reply. A fetcher thread borrows an idle
-child, sends its page and blocks on the reply (releasing the GIL), so a crawl of 32 threads
-needs only as many children as spare cores. Replies are plain tuples, not dataclasses: pickling
+stdout: one request (body, URL, charset, depth), one reply, in order. A fetcher thread sends its
+page to the least-loaded child and blocks on the reply (releasing the GIL), so a crawl of 32
+threads needs only as many children as spare cores. A child holds up to
+:data:`QUEUE_DEPTH` pages: when it finishes one, the next is already in its pipe, so it never
+waits for this process's GIL to be handed more work (with one page at a time, it sat idle for
+that handover about a third of the time). Replies are plain tuples, not dataclasses: pickling
 slotted dataclasses costs ~100 µs a page on the crawl's process, tuples a few.
 
 A child that dies (a crash in lxml, the OOM killer) costs the page it was parsing a ``parse``
@@ -20,6 +23,7 @@ crawl is killed.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import marshal
@@ -31,7 +35,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -130,8 +133,22 @@ def _serve() -> None:
 
 # -- the crawl's side -------------------------------------------------------------------------
 
+QUEUE_DEPTH = 3
+"""Pages a child may hold at once: the one it parses and the next ones, waiting in its pipe.
+A queued page lets the child go on without waiting for this process to hand it more work,
+which takes the GIL; deeper queues only keep more fetcher threads waiting."""
+
+_Reply = tuple[Any, ...] | BaseException
+
+
+class _Resend(Exception):
+    """The page was queued in a child that ended before reaching it: not its fault."""
+
 
 class _Child:
+    """One child, its pipes, and the fetcher threads waiting on it, in the order they sent
+    their pages (a child answers in order)."""
+
     def __init__(self, setup: bytes) -> None:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parent.parent)
@@ -150,15 +167,38 @@ class _Child:
         self.stdin.write(setup)
         self.stdin.flush()
         self.ready = False
+        self.dead = False
+        self.load = 0
+        """Pages sent and not answered yet (guarded by the owner's condition)."""
+        self._send_lock = threading.Lock()
+        self._waiters: collections.deque[queue.SimpleQueue[_Reply]] = collections.deque()
 
-    def wait_ready(self) -> None:
-        _receive(self.stdout)  # ("ready", pid)
-        self.ready = True
+    def submit(self, request: Request) -> queue.SimpleQueue[_Reply]:
+        """Send a page; its reply (or the exception that ended the child) arrives in the box."""
+        box: queue.SimpleQueue[_Reply] = queue.SimpleQueue()
+        with self._send_lock:  # the waiter is queued before its page can be answered
+            if self.dead:
+                raise EOFError("parser process has ended")
+            self._waiters.append(box)
+            try:
+                _send(self.stdin, request)
+            except BaseException:
+                self._waiters.pop()
+                raise
+        return box
 
-    def call(self, request: Request) -> tuple[Any, ...]:
-        _send(self.stdin, request)
-        reply: tuple[Any, ...] = _receive(self.stdout)
-        return reply
+    def answer_next(self, reply: tuple[Any, ...]) -> None:
+        self._waiters.popleft().put(reply)
+
+    def fail_all(self, exc: BaseException) -> None:
+        """The child is gone: the page it was parsing gets ``exc`` (it may be what killed
+        it); the pages queued behind it go elsewhere (:class:`_Resend`); none is sent to it."""
+        with self._send_lock:
+            self.dead = True
+            if self._waiters:
+                self._waiters.popleft().put(exc)
+            while self._waiters:
+                self._waiters.popleft().put(_Resend())
 
     def close(self, timeout: float) -> None:
         with contextlib.suppress(OSError):
@@ -174,17 +214,19 @@ class _Child:
 class ParserProcesses:
     """A fixed set of parser children; :meth:`parse` is called from many fetcher threads.
 
-    A child takes a few hundred milliseconds to start (an interpreter, lxml, bs4): until one
-    is ready, and whenever none is alive, :meth:`parse` answers None and the page is parsed on
-    the fetcher thread, so a small crawl never waits for its parsers."""
+    A fetcher thread sends its page to the least-loaded child (at most :data:`QUEUE_DEPTH`
+    pages each, else it waits for room) and blocks on its reply, which a reader thread per
+    child hands over. A child takes a few hundred milliseconds to start (an interpreter, lxml,
+    bs4): until one is ready, and whenever none is alive, :meth:`parse` answers None and the
+    page is parsed on the fetcher thread, so a small crawl never waits for its parsers."""
 
     def __init__(self, count: int, policy: LinkPolicy, *, keep_text: bool = False) -> None:
         if count < 1:
             raise ValueError("count must be at least 1")
         data = pickle.dumps((policy, keep_text), protocol=pickle.HIGHEST_PROTOCOL)
         self._setup = _HEADER.pack(len(data)) + data
-        self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._room = threading.Condition()
+        """Guards the children list, their ``ready`` and ``load``, and ``_live``."""
         self._children: list[_Child] = []
         self._live = 0
         """Children that said they are ready and have not died."""
@@ -193,47 +235,63 @@ class ParserProcesses:
             self._spawn()
 
     def _spawn(self) -> None:
-        """Start a child; a thread waits for its "ready" and then lends it out."""
-        with self._lock:
+        """Start a child; its reader thread waits for its "ready", then hands out replies."""
+        with self._room:
             if self._closed:  # a thread the crawl stopped waiting for: no new children
                 return
             child = _Child(self._setup)
             self._children.append(child)
-        threading.Thread(target=self._welcome, args=(child,), daemon=True).start()
+        threading.Thread(target=self._read, args=(child,), daemon=True).start()
 
-    def _welcome(self, child: _Child) -> None:
+    def _read(self, child: _Child) -> None:
         try:
-            child.wait_ready()
-        except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
+            _receive(child.stdout)  # ("ready", pid)
+        except (OSError, EOFError, ValueError, TypeError) as exc:
             if not self._closed:
                 log.warning("a parser process failed to start: %s", exc)
-            self._retire(child)
+            self._retire(child, exc)
             return
-        with self._lock:
+        with self._room:
+            child.ready = True
             self._live += 1
-        self._idle.put(child)
+            self._room.notify_all()
+        while True:
+            try:
+                reply = _receive(child.stdout)
+            except (OSError, EOFError, ValueError, TypeError) as exc:
+                if self._closed:  # it exits because close() closed its input; close() reaps it
+                    child.fail_all(exc)
+                    return
+                self._spawn()  # first: the set of children is never empty in between
+                self._retire(child, exc)
+                return
+            with self._room:
+                child.load -= 1
+                self._room.notify()
+            child.answer_next(reply)
 
     def wait_ready(self, timeout: float) -> bool:
         """Whether every child is ready within ``timeout`` seconds (for tests and benchmarks:
         a crawl never waits)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._live == len(self._children):
-                    return True
-            time.sleep(0.01)
-        return False
+        with self._room:
+            return self._room.wait_for(
+                lambda: bool(self._children) and self._live == len(self._children), timeout
+            )
 
-    def _borrow(self) -> _Child | None:
-        while True:
-            if self._closed:
-                raise ParseFailed(ENDED)
-            if not self._live:
-                return None
-            try:
-                return self._idle.get(timeout=0.5)
-            except queue.Empty:
-                continue
+    def _pick(self) -> _Child | None:
+        """The least-loaded ready child, with a page's room taken; None if none is alive."""
+        with self._room:
+            while True:
+                if self._closed:
+                    raise ParseFailed(ENDED)
+                live = [c for c in self._children if c.ready and not c.dead]
+                if not live:
+                    return None
+                child = min(live, key=lambda c: c.load)
+                if child.load < QUEUE_DEPTH:
+                    child.load += 1
+                    return child
+                self._room.wait(0.5)
 
     def parse(
         self, body: bytes, url: str, charset: str | None, depth: int
@@ -241,20 +299,27 @@ class ParserProcesses:
         """The page and its links as :func:`crawler.parser.parse_html` and
         :func:`crawler.links.follow_links` give them; :class:`ParseFailed` if the page cannot
         be parsed; None if no child is ready (the caller parses the page itself)."""
-        child = self._borrow()
-        if child is None:
-            return None
-        try:
-            reply = child.call((body, url, charset, depth))
-        except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
-            code = child.proc.poll()
-            self._retire(child)
+        while True:
+            child = self._pick()
+            if child is None:
+                return None
+            try:
+                reply = child.submit((body, url, charset, depth)).get()
+            except (OSError, EOFError, ValueError, TypeError) as exc:  # it never got the page
+                child.fail_all(exc)
+                continue
+            if isinstance(reply, _Resend):
+                continue
+            if not isinstance(reply, BaseException):
+                break
             if self._closed:
-                raise ParseFailed(ENDED) from exc
-            self._spawn()
-            how = f"exited with status {code}" if code is not None else f"failed: {exc}"
-            raise ParseFailed(f"parser process {how} while parsing this page") from exc
-        self._idle.put(child)
+                raise ParseFailed(ENDED) from reply
+            try:  # its output closes a moment before its exit status is there to read
+                code: int | None = child.proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                code = None
+            how = f"exited with status {code}" if code is not None else f"failed: {reply}"
+            raise ParseFailed(f"parser process {how} while parsing this page") from reply
         if reply[0] != "ok":
             raise ParseFailed(reply[1])
         _, fields, links, new = reply
@@ -270,22 +335,26 @@ class ParserProcesses:
         )
         return page, tuple(NewLink(*n) for n in new)
 
-    def _retire(self, child: _Child) -> None:
-        with self._lock:
+    def _retire(self, child: _Child, exc: BaseException) -> None:
+        """A child ended (or failed to start): fail the pages it held, and reap it."""
+        with self._room:
             if child in self._children:
                 self._children.remove(child)
             if child.ready:
                 self._live -= 1
                 child.ready = False
+            self._room.notify_all()
+        child.fail_all(exc)
         child.proc.kill()
         child.close(timeout=1.0)
 
     def close(self, timeout: float = 5.0) -> None:
         """Close every child's input and wait for it to exit (so its CPU time is counted in
         the crawl's own, and no process outlives the crawl)."""
-        with self._lock:
+        with self._room:
             children, self._children = self._children, []
             self._closed = True
+            self._room.notify_all()
         for child in children:
             if not child.ready:  # still starting: it has parsed nothing, no need to wait
                 child.proc.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from crawler.links import LinkPolicy, follow_links
-from crawler.parseproc import ParseFailed, ParserProcesses, process_count
+from crawler.parseproc import QUEUE_DEPTH, ParseFailed, ParserProcesses, process_count
 from crawler.parser import parse_html
 from crawler.urls import Scope
 from tests.crawlkit import crawl, query
@@ -59,19 +60,88 @@ def test_same_as_in_thread(
     assert new == follow_links(POLICY, depth, here)
 
 
-def test_a_dead_child_costs_one_page_and_is_replaced(parsers: ParserProcesses) -> None:
+HUGE = b"<title>huge</title>" + b"".join(b"<a href=/%d>" % i for i in range(20_000))
+"""A page a child takes ~0.3 s to parse: time to kill it mid-page."""
+
+
+def test_a_dead_child_costs_the_page_it_was_parsing_and_is_replaced(
+    parsers: ParserProcesses,
+) -> None:
     body, charset = PAGES[0]
     parsers.parse(body, BASE, charset, 0)
     (child,) = parsers._children
+    results: dict[str, Any] = {}
+
+    def parse(name: str, page: bytes) -> None:
+        try:
+            results[name] = parsers.parse(page, BASE, charset, 0)
+        except ParseFailed as exc:
+            results[name] = exc
+
+    def waiting() -> int:
+        return len(child._waiters)
+
+    deadline = time.monotonic() + 10
+    huge = threading.Thread(target=parse, args=("huge", HUGE))
+    huge.start()
+    while waiting() < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    queued = [threading.Thread(target=parse, args=(f"q{i}", body)) for i in range(2)]
+    for t in queued:
+        t.start()
+    # The two small pages are queued only once the huge one is written in full (one writer
+    # at a time): the child has it, or it is in the pipe.
+    while waiting() < 3 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert waiting() == 3
     os.kill(child.proc.pid, signal.SIGKILL)
-    child.proc.wait()
-    with pytest.raises(ParseFailed, match="parser process exited with status -9"):
-        parsers.parse(body, BASE, charset, 0)
+    for t in (huge, *queued):
+        t.join(30)
+
+    failed = results["huge"]
+    assert isinstance(failed, ParseFailed)
+    assert "parser process exited with status -9" in str(failed)
+    for name in ("q0", "q1"):  # resent: to the new child, or None (the caller parses it)
+        assert results[name] is None or results[name][0].title == "Hello there"
     assert parsers.wait_ready(30)
     reply = parsers.parse(body, BASE, charset, 0)
     assert reply is not None
     assert reply[0].title == "Hello there"
     assert parsers._children[0] is not child
+
+
+def test_an_idle_child_dying_costs_no_page(parsers: ParserProcesses) -> None:
+    body, charset = PAGES[0]
+    (child,) = parsers._children
+    os.kill(child.proc.pid, signal.SIGKILL)
+    child.proc.wait()
+    reply = parsers.parse(body, BASE, charset, 0)  # None while the new child starts
+    assert reply is None or reply[0].title == "Hello there"
+    assert parsers.wait_ready(30)
+    assert parsers._children[0] is not child
+
+
+def test_pages_queue_in_a_busy_child(parsers: ParserProcesses) -> None:
+    """Up to QUEUE_DEPTH pages wait in a child's pipe; more wait for room; all come back
+    right, each to its own thread."""
+    bodies = [f"<title>t{i}</title><a href='/l{i}'>x</a>".encode() for i in range(40)]
+    results: dict[int, Any] = {}
+    loads: list[int] = []
+
+    def parse(i: int) -> None:
+        loads.append(parsers._children[0].load)
+        results[i] = parsers.parse(bodies[i], BASE, None, 0)
+
+    threads = [threading.Thread(target=parse, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert max(loads) <= QUEUE_DEPTH
+    for i, (page, new) in results.items():
+        assert page.title == f"t{i}"
+        assert [n.url for n in new] == [f"http://a.test/l{i}"]
+    assert parsers._children[0].load == 0
 
 
 def test_children_ignore_ctrl_c(parsers: ParserProcesses) -> None:
