@@ -8,11 +8,11 @@ processes while fetching, politeness and the single writer stay in the crawl's p
 Each child is ``python -m crawler.parseproc``, speaking length-prefixed ``marshal`` messages
 (the same interpreter on both ends; only the first, the link policy, is a pickle) on its stdin and
 stdout: one request (body, URL, charset, depth), one reply, in order. A fetcher thread sends its
-page to the least-loaded child and blocks on the reply (releasing the GIL), so a crawl of 32
+page to a child with room and blocks on the reply (releasing the GIL), so a crawl of 32
 threads needs only as many children as spare cores. A child holds up to
 :data:`QUEUE_DEPTH` pages: when it finishes one, the next is already in its pipe, so it never
-waits for this process's GIL to be handed more work (with one page at a time, it sat idle for
-that handover about a third of the time). Replies are plain tuples, not dataclasses: pickling
+waits for this process's GIL to be handed more work (with one page at a time the crawl's
+process, the bottleneck, was busy 89 % of the time on the throughput benchmark; with three, 93 %). Replies are plain tuples, not dataclasses: pickling
 slotted dataclasses costs ~100 µs a page on the crawl's process, tuples a few.
 
 A child that dies (a crash in lxml, the OOM killer) costs the page it was parsing a ``parse``
@@ -168,8 +168,6 @@ class _Child:
         self.stdin.flush()
         self.ready = False
         self.dead = False
-        self.load = 0
-        """Pages sent and not answered yet (guarded by the owner's condition)."""
         self._send_lock = threading.Lock()
         self._waiters: collections.deque[queue.SimpleQueue[_Reply]] = collections.deque()
 
@@ -214,19 +212,24 @@ class _Child:
 class ParserProcesses:
     """A fixed set of parser children; :meth:`parse` is called from many fetcher threads.
 
-    A fetcher thread sends its page to the least-loaded child (at most :data:`QUEUE_DEPTH`
-    pages each, else it waits for room) and blocks on its reply, which a reader thread per
-    child hands over. A child takes a few hundred milliseconds to start (an interpreter, lxml,
-    bs4): until one is ready, and whenever none is alive, :meth:`parse` answers None and the
-    page is parsed on the fetcher thread, so a small crawl never waits for its parsers."""
+    Each ready child has :data:`QUEUE_DEPTH` tokens in one queue; a fetcher thread takes a
+    token (waiting if there is none), sends its page to that child and blocks on its reply,
+    which the child's reader thread hands over, putting the token back. (A queue rather than
+    a condition and a load count: waiting and waking run no Python code under the GIL.)
+
+    A child takes a few hundred milliseconds to start (an interpreter, lxml, bs4): until one
+    is ready, and whenever none is alive, :meth:`parse` answers None and the page is parsed on
+    the fetcher thread, so a small crawl never waits for its parsers."""
 
     def __init__(self, count: int, policy: LinkPolicy, *, keep_text: bool = False) -> None:
         if count < 1:
             raise ValueError("count must be at least 1")
         data = pickle.dumps((policy, keep_text), protocol=pickle.HIGHEST_PROTOCOL)
         self._setup = _HEADER.pack(len(data)) + data
-        self._room = threading.Condition()
-        """Guards the children list, their ``ready`` and ``load``, and ``_live``."""
+        self._slots: queue.SimpleQueue[_Child] = queue.SimpleQueue()
+        """A token per page a child may take; a dead child's tokens are dropped when drawn."""
+        self._state = threading.Condition()
+        """Guards the children list, their ``ready``, and ``_live``."""
         self._children: list[_Child] = []
         self._live = 0
         """Children that said they are ready and have not died."""
@@ -236,7 +239,7 @@ class ParserProcesses:
 
     def _spawn(self) -> None:
         """Start a child; its reader thread waits for its "ready", then hands out replies."""
-        with self._room:
+        with self._state:
             if self._closed:  # a thread the crawl stopped waiting for: no new children
                 return
             child = _Child(self._setup)
@@ -251,10 +254,12 @@ class ParserProcesses:
                 log.warning("a parser process failed to start: %s", exc)
             self._retire(child, exc)
             return
-        with self._room:
+        with self._state:
             child.ready = True
             self._live += 1
-            self._room.notify_all()
+            self._state.notify_all()
+        for _ in range(QUEUE_DEPTH):
+            self._slots.put(child)
         while True:
             try:
                 reply = _receive(child.stdout)
@@ -265,33 +270,30 @@ class ParserProcesses:
                 self._spawn()  # first: the set of children is never empty in between
                 self._retire(child, exc)
                 return
-            with self._room:
-                child.load -= 1
-                self._room.notify()
+            self._slots.put(child)
             child.answer_next(reply)
 
     def wait_ready(self, timeout: float) -> bool:
         """Whether every child is ready within ``timeout`` seconds (for tests and benchmarks:
         a crawl never waits)."""
-        with self._room:
-            return self._room.wait_for(
+        with self._state:
+            return self._state.wait_for(
                 lambda: bool(self._children) and self._live == len(self._children), timeout
             )
 
     def _pick(self) -> _Child | None:
-        """The least-loaded ready child, with a page's room taken; None if none is alive."""
-        with self._room:
-            while True:
-                if self._closed:
-                    raise ParseFailed(ENDED)
-                live = [c for c in self._children if c.ready and not c.dead]
-                if not live:
-                    return None
-                child = min(live, key=lambda c: c.load)
-                if child.load < QUEUE_DEPTH:
-                    child.load += 1
-                    return child
-                self._room.wait(0.5)
+        """A child with room for a page (its token taken); None if none is alive."""
+        while True:
+            if self._closed:
+                raise ParseFailed(ENDED)
+            if not self._live:
+                return None
+            try:
+                child = self._slots.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if not child.dead:
+                return child
 
     def parse(
         self, body: bytes, url: str, charset: str | None, depth: int
@@ -337,13 +339,13 @@ class ParserProcesses:
 
     def _retire(self, child: _Child, exc: BaseException) -> None:
         """A child ended (or failed to start): fail the pages it held, and reap it."""
-        with self._room:
+        with self._state:
             if child in self._children:
                 self._children.remove(child)
             if child.ready:
                 self._live -= 1
                 child.ready = False
-            self._room.notify_all()
+            self._state.notify_all()
         child.fail_all(exc)
         child.proc.kill()
         child.close(timeout=1.0)
@@ -351,10 +353,10 @@ class ParserProcesses:
     def close(self, timeout: float = 5.0) -> None:
         """Close every child's input and wait for it to exit (so its CPU time is counted in
         the crawl's own, and no process outlives the crawl)."""
-        with self._room:
+        with self._state:
             children, self._children = self._children, []
             self._closed = True
-            self._room.notify_all()
+            self._state.notify_all()
         for child in children:
             if not child.ready:  # still starting: it has parsed nothing, no need to wait
                 child.proc.kill()
