@@ -8,12 +8,13 @@ processes while fetching, politeness and the single writer stay in the crawl's p
 Each child is ``python -m crawler.parseproc``, speaking length-prefixed ``marshal`` messages
 (the same interpreter on both ends; only the first, the link policy, is a pickle) on its stdin and
 stdout: one request (body, URL, charset, depth), one reply, in order. A fetcher thread sends its
-page to a child with room and blocks on the reply (releasing the GIL), so a crawl of 32
-threads needs only as many children as spare cores. A child holds up to
-:data:`QUEUE_DEPTH` pages: when it finishes one, the next is already in its pipe, so it never
-waits for this process's GIL to be handed more work (with one page at a time the crawl's
-process, the bottleneck, was busy 89 % of the time on the throughput benchmark; with three, 93 %). Replies are plain tuples, not dataclasses: pickling
-slotted dataclasses costs ~100 µs a page on the crawl's process, tuples a few.
+page to a child with room and blocks on the reply (releasing the GIL), so a crawl of 32 threads
+needs only as many children as spare cores. A child holds up to :data:`QUEUE_DEPTH` pages: when
+it finishes one, the next is already in its pipe, so it never waits for this process's GIL to
+be handed more work (with one page at a time the crawl's process, the bottleneck, was busy 89 %
+of the time on the throughput benchmark; with three, 93 %). Replies are plain tuples, not
+dataclasses: pickling slotted dataclasses costs ~100 µs a page on the crawl's process, tuples a
+few.
 
 A child that dies (a crash in lxml, the OOM killer) costs the page it was parsing a ``parse``
 error; it is replaced for the next page. Children ignore Ctrl-C (the crawl decides when to stop
