@@ -189,6 +189,32 @@ def _row(peer: str, m: Measured, pages: int, expected: int | None, note: str = "
     )
 
 
+def bracket(peer: str, runs: list[PeerRow]) -> PeerRow:
+    """One row for several runs of the same peer: pages/s and CPU per page over all of them,
+    the highest RSS. Runs placed before and after another peer's cancel the machine's drift
+    between them (on the 2-core VM a run's CPU per page moved by up to 20 % within minutes)."""
+    pages = sum(r.pages for r in runs)
+    wall = sum(r.wall_s for r in runs)
+    cpu = sum(r.cpu_s for r in runs)
+    return PeerRow(
+        peer=peer,
+        pages=min(r.pages for r in runs),
+        expected=runs[0].expected,
+        complete=None if runs[0].complete is None else all(r.complete for r in runs),
+        wall_s=round(wall / len(runs), 3),
+        pages_per_s=round(pages / wall, 2) if wall > 0 else 0.0,
+        cpu_s=round(cpu / len(runs), 3),
+        cpu_ms_per_page=round(1000 * cpu / pages, 3) if pages else 0.0,
+        peak_rss_mb=max(r.peak_rss_mb for r in runs),
+        returncode=next((r.returncode for r in runs if r.returncode), 0),
+        note="; ".join(
+            f"run {i}: {r.pages_per_s:g} pages/s, {r.cpu_ms_per_page:g} ms/page"
+            + (f" ({r.note})" if r.note else "")
+            for i, r in enumerate(runs, 1)
+        ),
+    )
+
+
 def write_seeds(path: Path, seeds: list[str]) -> Path:
     path.write_text("\n".join(seeds) + "\n")
     return path

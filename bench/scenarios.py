@@ -138,19 +138,28 @@ def throughput(ctx: Context) -> dict[str, Any]:
         seeds = site.seeds(srv.port)
         rows: list[measure.PeerRow] = []
         notes: list[str] = []
+
+        def run_ours() -> tuple[measure.PeerRow, measure.OurCounts]:
+            return measure.run_ours(
+                wd / "ours", seeds, measure.POLITENESS_OFF, expected=n, timeout_s=timeout
+            )
+
+        # Ours runs before and after Scrapy, and counts as both: the machine's speed drifts
+        # over minutes, and a ratio of two runs minutes apart carried that drift.
+        first, _ = run_ours()
         scrapy = measure.run_scrapy(
             wd / "scrapy", seeds, list(hosts), expected=n, timeout_s=timeout
         )
+        second, counts = run_ours()
         if scrapy is None:
             notes.append(measure.SCRAPY_MISSING)
             print(f"note: {measure.SCRAPY_MISSING}", flush=True)
         else:
             rows.append(scrapy)
         rows.append(measure.run_plain(wd / "plain", seeds, expected=n, timeout_s=timeout))
-        ours, counts = measure.run_ours(
-            wd / "ours", seeds, measure.POLITENESS_OFF, expected=n, timeout_s=timeout
-        )
+        ours = measure.bracket("ours", [first, second])
         rows.append(ours)
+        notes.append(f"ours, before and after Scrapy: {ours.note}")
     finally:
         srv.stop()
     ratios: dict[str, dict[str, float | None]] = {}
