@@ -102,6 +102,9 @@ def run_measured(
 ) -> Measured:
     """Run ``cmd`` to its end (killed after ``timeout_s``) and measure it."""
     cwd.mkdir(parents=True, exist_ok=True)
+    # Write back what the site generator and the previous peer left dirty in the page cache
+    # first: the kernel flushing 200 MB during a run took CPU from the peer that ran next.
+    os.sync()
     with open(cwd / "stdout.txt", "wb") as out, open(cwd / "stderr.txt", "wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
