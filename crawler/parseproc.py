@@ -268,8 +268,12 @@ class ParserProcesses:
                 if self._closed:  # it exits because close() closed its input; close() reaps it
                     child.fail_all(exc)
                     return
-                self._spawn()  # first: the set of children is never empty in between
-                self._retire(child, exc)
+                try:
+                    self._spawn()  # first: the set of children is never empty in between
+                except OSError as cannot:  # out of processes or descriptors: parse in threads
+                    log.warning("a parser process could not be started: %s", cannot)
+                finally:
+                    self._retire(child, exc)  # whatever happens, its waiting pages are answered
                 return
             self._slots.put(child)
             child.answer_next(reply)

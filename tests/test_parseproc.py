@@ -110,6 +110,49 @@ def test_a_dead_child_costs_the_page_it_was_parsing_and_is_replaced(
     assert parsers._children[0] is not child
 
 
+@pytest.mark.timeout(120)
+def test_a_child_that_cannot_be_replaced_still_answers_its_pages(
+    parsers: ParserProcesses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of processes when a child dies: its waiting page fails (never hangs), and later
+    pages are parsed by the caller."""
+    import crawler.parseproc as parseproc
+
+    body, charset = PAGES[0]
+    (child,) = parsers._children
+
+    def no_more(setup: bytes) -> None:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(parseproc, "_Child", no_more)
+    done: dict[str, Any] = {}
+
+    def parse(name: str, page: bytes) -> None:
+        try:
+            done[name] = parsers.parse(page, BASE, charset, 0)
+        except ParseFailed as exc:
+            done[name] = exc
+
+    # Daemon threads: without the fix they wait forever, and the test must fail, not hang.
+    threads = [threading.Thread(target=parse, args=("huge", HUGE), daemon=True)]
+    threads[0].start()
+    deadline = time.monotonic() + 10
+    while not child._waiters and time.monotonic() < deadline:
+        time.sleep(0.001)
+    threads.append(threading.Thread(target=parse, args=("small", body), daemon=True))
+    threads[1].start()
+    while len(child._waiters) < 2 and time.monotonic() < deadline:  # the huge page is sent
+        time.sleep(0.001)
+    os.kill(child.proc.pid, signal.SIGKILL)
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive(), "a page waits forever on a child that is gone"
+    assert isinstance(done["huge"], ParseFailed)
+    assert done["small"] is None  # resent, and no child is left: its caller parses it
+    assert parsers.parse(body, BASE, charset, 0) is None  # no child left: the caller parses
+    assert parsers._children == []
+
+
 def test_an_idle_child_dying_costs_no_page(parsers: ParserProcesses) -> None:
     body, charset = PAGES[0]
     (child,) = parsers._children
