@@ -64,11 +64,10 @@ HUGE = b"<title>huge</title>" + b"".join(b"<a href=/%d>" % i for i in range(20_0
 """A page a child takes ~0.3 s to parse: time to kill it mid-page."""
 
 
-def test_a_dead_child_costs_the_page_it_was_parsing_and_is_replaced(
-    parsers: ParserProcesses,
-) -> None:
+def kill_mid_page(parsers: ParserProcesses, queued: int) -> dict[str, Any]:
+    """Send HUGE and then ``queued`` small pages to the only child, kill it while it parses
+    HUGE, and return each page's outcome (``huge``, ``q0``...): a reply, None or ParseFailed."""
     body, charset = PAGES[0]
-    parsers.parse(body, BASE, charset, 0)
     (child,) = parsers._children
     results: dict[str, Any] = {}
 
@@ -78,25 +77,36 @@ def test_a_dead_child_costs_the_page_it_was_parsing_and_is_replaced(
         except ParseFailed as exc:
             results[name] = exc
 
-    def waiting() -> int:
-        return len(child._waiters)
+    def start(name: str, page: bytes) -> threading.Thread:
+        # Daemon: a page that waits forever must fail the test, not hang it.
+        t = threading.Thread(target=parse, args=(name, page), daemon=True)
+        t.start()
+        return t
 
     deadline = time.monotonic() + 10
-    huge = threading.Thread(target=parse, args=("huge", HUGE))
-    huge.start()
-    while waiting() < 1 and time.monotonic() < deadline:
+    threads = [start("huge", HUGE)]
+    while not child._waiters and time.monotonic() < deadline:
         time.sleep(0.001)
-    queued = [threading.Thread(target=parse, args=(f"q{i}", body)) for i in range(2)]
-    for t in queued:
-        t.start()
-    # The two small pages are queued only once the huge one is written in full (one writer
-    # at a time): the child has it, or it is in the pipe.
-    while waiting() < 3 and time.monotonic() < deadline:
+    threads += [start(f"q{i}", body) for i in range(queued)]
+    # The small pages are queued only once the huge one is written in full (one writer at a
+    # time): the child has it, or it is in the pipe.
+    while len(child._waiters) < 1 + queued and time.monotonic() < deadline:
         time.sleep(0.001)
-    assert waiting() == 3
+    assert len(child._waiters) == 1 + queued
     os.kill(child.proc.pid, signal.SIGKILL)
-    for t in (huge, *queued):
+    for t in threads:
         t.join(30)
+        assert not t.is_alive(), "a page waits forever on a child that is gone"
+    return results
+
+
+def test_a_dead_child_costs_the_page_it_was_parsing_and_is_replaced(
+    parsers: ParserProcesses,
+) -> None:
+    body, charset = PAGES[0]
+    parsers.parse(body, BASE, charset, 0)
+    (child,) = parsers._children
+    results = kill_mid_page(parsers, queued=2)
 
     failed = results["huge"]
     assert isinstance(failed, ParseFailed)
@@ -118,37 +128,15 @@ def test_a_child_that_cannot_be_replaced_still_answers_its_pages(
     pages are parsed by the caller."""
     import crawler.parseproc as parseproc
 
-    body, charset = PAGES[0]
-    (child,) = parsers._children
-
     def no_more(setup: bytes) -> None:
         raise OSError("Resource temporarily unavailable")
 
     monkeypatch.setattr(parseproc, "_Child", no_more)
-    done: dict[str, Any] = {}
+    results = kill_mid_page(parsers, queued=1)
 
-    def parse(name: str, page: bytes) -> None:
-        try:
-            done[name] = parsers.parse(page, BASE, charset, 0)
-        except ParseFailed as exc:
-            done[name] = exc
-
-    # Daemon threads: without the fix they wait forever, and the test must fail, not hang.
-    threads = [threading.Thread(target=parse, args=("huge", HUGE), daemon=True)]
-    threads[0].start()
-    deadline = time.monotonic() + 10
-    while not child._waiters and time.monotonic() < deadline:
-        time.sleep(0.001)
-    threads.append(threading.Thread(target=parse, args=("small", body), daemon=True))
-    threads[1].start()
-    while len(child._waiters) < 2 and time.monotonic() < deadline:  # the huge page is sent
-        time.sleep(0.001)
-    os.kill(child.proc.pid, signal.SIGKILL)
-    for t in threads:
-        t.join(30)
-        assert not t.is_alive(), "a page waits forever on a child that is gone"
-    assert isinstance(done["huge"], ParseFailed)
-    assert done["small"] is None  # resent, and no child is left: its caller parses it
+    assert isinstance(results["huge"], ParseFailed)
+    assert results["q0"] is None  # resent, and no child is left: its caller parses it
+    body, charset = PAGES[0]
     assert parsers.parse(body, BASE, charset, 0) is None  # no child left: the caller parses
     assert parsers._children == []
 
