@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     base = runs[0].pages_per_s
     ratio = runs[-1].pages_per_s / base if base else 0.0
     # Requests one host may get per second: a slot lasts the delay plus a margin of at most
-    # half the delay (crawler.sql.claim_shared); the whole site's limit is 20 times that.
+    # half the delay (crawler.store.results.claim_shared); the whole site's limit is 20 times that.
     slot = args.delay + min(0.1, args.delay / 2)
     polite_limit = len(HOSTS) / slot if slot > 0 else float("inf")
     print(

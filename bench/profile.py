@@ -27,27 +27,40 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("parse: BeautifulSoup tree + lxml", ("/bs4/", "lxml", "soupsieve", "dammit")),
     (
         "parse: our parser (links, text, hash)",
-        ("crawler/parser.py", "crawler/fastparse.py", "hashlib", "_sre", "re.py", "re.Pattern"),
+        (
+            "crawler/parse/soup.py",
+            "crawler/parse/fast.py",
+            "hashlib",
+            "_sre",
+            "re.py",
+            "re.Pattern",
+        ),
     ),
     ("urls: canonicalize/resolve", ("crawler/urls.py", "ada_url", "w3lib", "idna", "urllib/parse")),
     ("fetch: requests", ("/requests/",)),
     ("fetch: urllib3", ("/urllib3/",)),
     ("fetch: http.client/socket/ssl", ("http/client.py", "socket", "email/", "ssl")),
-    ("fetch: our fetcher + netguard + tenacity", ("crawler/fetcher.py", "netguard", "tenacity")),
+    (
+        "fetch: our fetcher + netguard + tenacity",
+        ("crawler/fetch/fetcher.py", "netguard", "tenacity"),
+    ),
     ("store: SQLAlchemy", ("/sqlalchemy/",)),
     ("store: sqlite3 (C)", ("sqlite3",)),
-    ("store: our sql + writer", ("crawler/sql.py", "crawler/writer.py")),
+    ("store: our sql + writer", ("crawler/store/results.py", "crawler/store/writer.py")),
     (
         "dispatch: engine/frontier/pool/politeness",
         (
-            "crawler/engine.py",
-            "crawler/frontier.py",
-            "crawler/pool.py",
-            "crawler/politeness.py",
+            "crawler/run/engine.py",
+            "crawler/run/frontier.py",
+            "crawler/run/pool.py",
+            "crawler/fetch/gate.py",
             "concurrent/futures",
         ),
     ),
-    ("worker: work.py, schedule, records", ("crawler/work.py", "crawler/schedule.py", "records")),
+    (
+        "worker: work.py, schedule, records",
+        ("crawler/run/work.py", "crawler/schedule.py", "records"),
+    ),
     ("threading/queue/locks", ("threading.py", "queue.py", "_thread")),
     ("start-up: imports, alembic, migrations", ("importlib", "alembic", "<frozen", "marshal")),
 ]
@@ -79,7 +92,7 @@ def _child(argv: list[str], out: Path) -> None:
                 profiles.append(prof)
 
     threading.Thread.run = run  # type: ignore[method-assign]
-    from crawler.cli import main
+    from crawler.commands.cli import main
 
     main_prof = cProfile.Profile(time.thread_time)
     main_prof.enable()

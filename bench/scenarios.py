@@ -442,10 +442,8 @@ LINKS_PER_RESULT = 20
 
 
 def writer(ctx: Context) -> dict[str, Any]:
-    """Store link rows through the real Writer and ``sql.store_results``, synthetic results."""
-    from crawler import sql
+    """Store link rows through the real Writer and ``store_results``, synthetic results."""
     from crawler.config import StoreSettings
-    from crawler.db import open_database
     from crawler.records import (
         FetchResult,
         FetchTask,
@@ -455,8 +453,11 @@ def writer(ctx: Context) -> dict[str, Any]:
         ParsedPage,
         URLState,
     )
+    from crawler.store.db import open_database
+    from crawler.store.discovered import add_seeds, url_ids
+    from crawler.store.runs import start_crawl
+    from crawler.store.writer import Writer
     from crawler.urls import host_key
-    from crawler.writer import Writer
 
     wd = ctx.workdir / "writer"
     wd.mkdir(parents=True, exist_ok=True)
@@ -475,17 +476,17 @@ def writer(ctx: Context) -> dict[str, Any]:
     w = Writer(engine, store).start()
     now = dt.datetime.now(dt.UTC)
     crawl_id = w.run(
-        lambda conn: sql.start_crawl(conn, seed_file=None, settings={}, now=now, command="crawl")
+        lambda conn: start_crawl(conn, seed_file=None, settings={}, now=now, command="crawl")
     )
     w.crawl_id = crawl_id
     src_urls = [f"{base}/src/{i}.html" for i in range(n_pages)]
     for i in range(0, n_pages, 5000):
         chunk = [(u, host, "page") for u in src_urls[i : i + 5000]]
-        w.run(lambda conn, c=chunk: sql.add_seeds(conn, seeds=c, now=now, hosts=w.hosts))
+        w.run(lambda conn, c=chunk: add_seeds(conn, seeds=c, now=now, hosts=w.hosts))
     ids: dict[str, int] = {}
     for i in range(0, n_pages, 5000):
         part = src_urls[i : i + 5000]
-        ids.update(w.run(lambda conn, p=part: sql.url_ids(conn, p)))
+        ids.update(w.run(lambda conn, p=part: url_ids(conn, p)))
     host_id = w.run(lambda conn: w.hosts.ids(conn, {host}))[host]
 
     def result(i: int) -> PageResult:
@@ -542,7 +543,7 @@ def writer(ctx: Context) -> dict[str, Any]:
         "scenario": "writer",
         "title": (
             f"6 writer: {link_rows:,} link rows from {n_pages:,} synthetic pages "
-            f"({LINKS_PER_RESULT} links each) through Writer + sql.store_results"
+            f"({LINKS_PER_RESULT} links each) through Writer + store_results"
         ),
         "server": "none (in process)",
         "rows": [],

@@ -35,8 +35,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from crawler.config import ScheduleSettings
+from crawler.parse.sitemaps import changefreq_seconds
 from crawler.records import FetchTask, Plan
-from crawler.sitemaps import changefreq_seconds
 
 INC_RATE = 0.4
 """Nutch ``db.fetch.schedule.adaptive.inc_rate``: growth of the interval of an unchanged page."""

@@ -1,4 +1,4 @@
-"""Alembic's environment, configured in code by ``crawler.db.upgrade``.
+"""Alembic's environment, configured in code by ``crawler.store.db.upgrade``.
 
 The caller passes an open ``Connection`` in ``config.attributes["connection"]``; on PostgreSQL
 an advisory lock serializes migrations, so many workers starting at once migrate exactly once.
@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from crawler.db import include_name
+from crawler.store.db import include_name
 from models import metadata
 
 # An arbitrary constant: the key of the advisory lock held while migrating on PostgreSQL.
@@ -35,7 +35,9 @@ def _run(connection: Connection) -> None:
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run migrations through crawler.db.upgrade, which passes a connection")
+        raise RuntimeError(
+            "run migrations through crawler.store.db.upgrade, which passes a connection"
+        )
     _run(connection)
 
 

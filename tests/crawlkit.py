@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from crawler.cli import main
+from crawler.commands.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,9 +1,10 @@
-"""The Core implementation of the writer's hot statements, as it was before ``crawler.rawsql``.
+"""The Core implementation of the writer's hot statements, before ``crawler.store.rawsql``.
 
-``tests/test_rawsql.py`` runs the same batches through this and through ``crawler.sql`` and
-checks the databases end up identical, row for row and byte for byte. Only the functions that
-changed are here; the rest (tables, ``_validators``, ``_store_bodies``) comes from
-``crawler.sql``. Change this file only to follow a deliberate change of what is stored.
+``tests/test_rawsql.py`` runs the same batches through this and through
+``crawler.store.results`` and checks the databases end up identical, row for row and byte for byte.
+Only the functions that changed are here; the rest (tables, ``_validators``, ``_store_bodies``)
+comes from ``crawler.store.results``. Change this file only to follow a deliberate change of what
+is stored.
 """
 
 from __future__ import annotations
@@ -15,19 +16,17 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select, text, update
 
 from crawler.records import FetchTask, PageResult, RobotsRecord, URLState
-from crawler.sql import (
-    _chunks,
-    _insert,
-    _store_bodies,
-    _update_fetched,
-    _validators,
+from crawler.store.common import (
+    chunks,
     crawls_t,
     errors_t,
     fetches_t,
     hosts_t,
+    insert,
     links_t,
     urls_t,
 )
+from crawler.store.results import _store_bodies, _update_fetched, _validators
 from crawler.urls import host_key, without_userinfo
 
 
@@ -44,9 +43,9 @@ class HostCache:
         if missing:
             if len(self._ids) + len(missing) > self._limit:
                 self._ids.clear()
-            stmt = _insert(conn, hosts_t).on_conflict_do_nothing(index_elements=["host"])
+            stmt = insert(conn, hosts_t).on_conflict_do_nothing(index_elements=["host"])
             conn.execute(stmt, [{"host": h} for h in missing])
-            for chunk in _chunks(missing):
+            for chunk in chunks(missing):
                 rows = conn.execute(
                     select(hosts_t.c.host, hosts_t.c.id).where(hosts_t.c.host.in_(chunk))
                 )
@@ -59,10 +58,10 @@ def insert_urls(conn: Connection, rows: list[dict[str, Any]]) -> None:
         return
     if conn.dialect.name == "postgresql":  # one order for every worker; SQLite has one writer
         rows = sorted(rows, key=lambda r: str(r["url"]))  # and keeps discovery order (ids)
-    conn.execute(_insert(conn, urls_t).on_conflict_do_nothing(index_elements=["url"]), rows)
+    conn.execute(insert(conn, urls_t).on_conflict_do_nothing(index_elements=["url"]), rows)
     followable = [r for r in rows if r["state"] == URLState.QUEUED.value]
     excluded: set[str] = set()
-    for chunk in _chunks([r["url"] for r in followable]):
+    for chunk in chunks([r["url"] for r in followable]):
         excluded.update(
             conn.execute(
                 select(urls_t.c.url).where(
@@ -72,7 +71,7 @@ def insert_urls(conn: Connection, rows: list[dict[str, Any]]) -> None:
         )
     if not excluded:
         return
-    ins = _insert(conn, urls_t)
+    ins = insert(conn, urls_t)
     stmt = ins.on_conflict_do_update(
         index_elements=["url"],
         set_={
@@ -88,7 +87,7 @@ def insert_urls(conn: Connection, rows: list[dict[str, Any]]) -> None:
 def url_ids(conn: Connection, urls: Collection[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     ordered = list(urls)
-    for chunk in _chunks(ordered):
+    for chunk in chunks(ordered):
         rows = conn.execute(select(urls_t.c.url, urls_t.c.id).where(urls_t.c.url.in_(chunk)))
         out.update((url, id_) for url, id_ in rows)
     return out
@@ -245,7 +244,7 @@ def store_results(
             }
             for (src, dst), nofollow in sorted(pairs.items())
         ]
-        ins = _insert(conn, links_t)
+        ins = insert(conn, links_t)
         conn.execute(
             ins.on_conflict_do_update(
                 index_elements=["src_url_id", "dst_url_id"],
@@ -348,12 +347,12 @@ def store_results(
     # A 304 means the links are those of the last fetch: they were seen again now, so that
     # "links removed since ..." (last_seen_at older than the page's last fetch) stays true.
     unchanged = [res.task.url_id for res in results if res.fetch and res.fetch.not_modified]
-    for chunk in _chunks(unchanged):
+    for chunk in chunks(unchanged):
         conn.execute(
             update(links_t).where(links_t.c.src_url_id.in_(chunk)).values(last_seen_at=now)
         )
     requeue = [res.task.url_id for res in results if res.state is URLState.QUEUED]
-    for chunk in _chunks(requeue):
+    for chunk in chunks(requeue):
         conn.execute(
             update(urls_t)
             .where(urls_t.c.id.in_(chunk))
@@ -379,7 +378,7 @@ def _store_redirect_targets(
     if not rows:
         return
     host_ids = hosts.ids(conn, {host_key(url) for _, url in rows})
-    ins = _insert(conn, urls_t)
+    ins = insert(conn, urls_t)
     stmt = ins.on_conflict_do_update(
         index_elements=["url"],
         set_={"state": URLState.DONE.value, "lease_until": None},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.cli import main
+from crawler.commands.cli import main
 from tests.crawlkit import ROOT, query, run_cli, write_seeds, write_settings
 from tests.siteserver import Page, Site
 

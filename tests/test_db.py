@@ -24,9 +24,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.pool import NullPool
 
 import models
-from crawler.db import head_revision, include_name, make_engine, upgrade
 from crawler.errors import DatabaseError, ErrorKind
 from crawler.records import CrawlStatus, URLState
+from crawler.store.db import head_revision, include_name, make_engine, upgrade
 from models import Crawl, Error, Fetch, Host, Url
 from models.tables import CRAWL_STATUSES, ERROR_KINDS, URL_STATES
 from tests.crawlkit import ROOT, query, run_cli

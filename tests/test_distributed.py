@@ -27,9 +27,12 @@ import pytest
 from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.pool import NullPool
 
-from crawler import sql
-from crawler.db import open_database
 from crawler.records import FetchResult, FetchTask, NewLink, PageResult, URLState
+from crawler.store.claims import claim_shared
+from crawler.store.db import open_database
+from crawler.store.hosts import HostCache
+from crawler.store.results import store_results
+from crawler.store.runs import start_crawl
 from crawler.urls import host_key
 from models import Host, Url
 from tests import test_db
@@ -286,7 +289,7 @@ def _claim_in_threads(
             start.wait()
             while not until():
                 with eng.begin() as conn:
-                    got = sql.claim_shared(conn, 16, **claim)
+                    got = claim_shared(conn, 16, **claim)
                 with lock:
                     claimed.extend((t.url_id, t.host_id) for t in got)
                 if not got and not got.more:
@@ -485,17 +488,17 @@ def test_workers_storing_the_same_links_at_once_never_fail(pg_url: str, pg: Engi
 
     def worker(n: int) -> None:
         eng = create_engine(pg_url, poolclass=NullPool)
-        rng, hosts = random.Random(n), sql.HostCache()
+        rng, hosts = random.Random(n), HostCache()
         try:
             with eng.begin() as conn:
-                crawl_id = sql.start_crawl(
+                crawl_id = start_crawl(
                     conn, seed_file=None, settings={}, now=dt.datetime.now(dt.UTC)
                 )
             for r in range(rounds):
                 results = batch(n, r, rng)
                 together.wait(10)
                 with eng.begin() as conn:
-                    sql.store_results(conn, crawl_id, results, dt.datetime.now(dt.UTC), hosts)
+                    store_results(conn, crawl_id, results, dt.datetime.now(dt.UTC), hosts)
         except BaseException as exc:
             errors.append(exc)
             together.abort()

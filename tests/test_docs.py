@@ -21,9 +21,9 @@ from sqlalchemy import JSON, Boolean, Float, Integer, LargeBinary, String
 from sqlalchemy.sql.schema import Column
 
 import models
-from crawler.cli import build_parser
+from crawler.commands.cli import build_parser
 from crawler.config import Config
-from crawler.db import open_database
+from crawler.store.db import open_database
 from models.base import UTCDateTime
 from models.tables import CRAWL_STATUSES, ERROR_KINDS, URL_STATES
 

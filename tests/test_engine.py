@@ -9,10 +9,10 @@ from concurrent.futures import Future
 from typing import Any
 
 from crawler.config import PolitenessSettings
-from crawler.engine import Engine
-from crawler.frontier import Frontier
-from crawler.pool import StreamingPool
 from crawler.records import FetchTask, PageResult, URLState
+from crawler.run.engine import Engine
+from crawler.run.frontier import Frontier
+from crawler.run.pool import StreamingPool
 from tests.test_frontier import FakeStore, task
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import bs4
 import pytest
 
-from crawler.cli import main
+from crawler.commands.cli import main
 from tests.crawlkit import FAST, ROOT, crawl, query, write_settings
 from tests.siteserver import Binary, ETagPage, Gzip, Page, Redirect, Site, SiteServer
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.fastparse import parse_fast, squash
-from crawler.parser import parse_html
+from crawler.parse.fast import parse_fast, squash
+from crawler.parse.soup import parse_html
 
 URL = "http://h.example/dir/page.html"
 

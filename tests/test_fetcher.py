@@ -28,7 +28,7 @@ import responses
 
 from crawler.config import FetchSettings
 from crawler.errors import ErrorKind
-from crawler.fetcher import (
+from crawler.fetch.fetcher import (
     _WATCH_LATE_S,
     _WATCH_SLACK,
     ACCEPT,
@@ -38,7 +38,7 @@ from crawler.fetcher import (
     _Watchdog,
     parse_retry_after,
 )
-from crawler.netguard import (
+from crawler.fetch.netguard import (
     _POOL_CACHE_MAX,
     READ_BUFFER,
     GuardedAdapter,

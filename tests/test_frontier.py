@@ -6,8 +6,8 @@ from collections.abc import Collection
 from concurrent.futures import Future
 
 from crawler.config import PolitenessSettings
-from crawler.frontier import Frontier
 from crawler.records import FetchTask
+from crawler.run.frontier import Frontier
 
 
 class FakeClock:

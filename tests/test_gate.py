@@ -8,9 +8,9 @@ from collections.abc import Collection
 from concurrent.futures import Future
 
 from crawler.config import PolitenessSettings
-from crawler.frontier import Frontier
-from crawler.politeness import GATE_MARGIN_S, HostGate
+from crawler.fetch.gate import GATE_MARGIN_S, HostGate
 from crawler.records import FetchTask
+from crawler.run.frontier import Frontier
 
 
 class FakeTime:

@@ -1,4 +1,4 @@
-"""The header fast path (``crawler/httpheaders.py``) against the email parser it stands in for.
+"""The header fast path (``crawler/fetch/httpheaders.py``) against the email parser it replaces.
 
 Every case parses one header block both ways and compares the whole ``HTTPMessage``: headers,
 payload, envelope, defects (by type and text: defect objects do not compare equal), and where
@@ -16,9 +16,9 @@ import requests
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from crawler import httpheaders
 from crawler.config import FetchSettings
-from crawler.fetcher import Fetcher
+from crawler.fetch import httpheaders
+from crawler.fetch.fetcher import Fetcher
 from tests.siteserver import Page, Site
 
 ORIGINAL = httpheaders._ORIGINAL

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command
 
-from crawler.db import _alembic_config, head_revision, make_engine, upgrade
+from crawler.store.db import _alembic_config, head_revision, make_engine, upgrade
 
 
 def _upgrade_to(db: Path, revision: str) -> None:

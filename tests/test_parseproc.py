@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from crawler.links import LinkPolicy, follow_links
-from crawler.parseproc import QUEUE_DEPTH, ParseFailed, ParserProcesses, process_count
-from crawler.parser import parse_html
+from crawler.parse.links import LinkPolicy, follow_links
+from crawler.parse.processes import QUEUE_DEPTH, ParseFailed, ParserProcesses, process_count
+from crawler.parse.soup import parse_html
 from crawler.urls import Scope
 from tests.crawlkit import crawl, query
 from tests.siteserver import Page, generate_site, loopback_hosts
@@ -126,7 +126,7 @@ def test_a_child_that_cannot_be_replaced_still_answers_its_pages(
 ) -> None:
     """Out of processes when a child dies: its waiting page fails (never hangs), and later
     pages are parsed by the caller."""
-    import crawler.parseproc as parseproc
+    import crawler.parse.processes as parseproc
 
     def no_more(setup: bytes) -> None:
         raise OSError("Resource temporarily unavailable")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.parser import parse_html
+from crawler.parse.soup import parse_html
 from crawler.records import Link
 
 PAGE = "http://example.com/dir/page.html"

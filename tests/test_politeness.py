@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from crawler.config import ScheduleSettings
-from crawler.links import LinkPolicy
-from crawler.politeness import RobotsCache
+from crawler.fetch.gate import RobotsCache
+from crawler.fetch.robots import RobotsPolicy, policy_from_cache
+from crawler.parse.links import LinkPolicy
 from crawler.records import FetchTask, URLState
-from crawler.robots import RobotsPolicy, policy_from_cache
+from crawler.run.work import ROBOTS_MAX_FAILURES, PageWorker
 from crawler.urls import Scope
-from crawler.work import ROBOTS_MAX_FAILURES, PageWorker
 from tests.crawlkit import crawl, crawl_in_subprocess, query
 from tests.siteserver import (
     FailThenSucceed,

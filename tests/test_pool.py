@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from crawler.pool import StreamingPool, stream
+from crawler.run.pool import StreamingPool, stream
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -110,7 +110,7 @@ def test_wake_future_cuts_the_wait_short() -> None:
 
 
 def test_task_timeout_hands_back_an_abandoned_task_and_its_slot() -> None:
-    from crawler.pool import TaskTimeout
+    from crawler.run.pool import TaskTimeout
 
     gate = threading.Event()
 

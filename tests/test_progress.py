@@ -58,7 +58,7 @@ def test_progress_log_lines_when_stderr_is_not_a_terminal(site_server, tmp_path:
     lines = _progress_lines(result.stderr)
     assert len(lines) >= 2, result.stderr
     for line in lines:
-        assert "INFO crawler.progress: progress:" in line
+        assert "INFO crawler.run.progress: progress:" in line
         for word in ("pages (", " ok, ", " failed, ", " queued, ", " in flight, ", " pages/s, "):
             assert word in line, line
         assert line.endswith("/s"), line  # bytes per second
@@ -81,7 +81,7 @@ def test_json_log_lines_carry_the_progress_fields(site_server, tmp_path: Path) -
     assert records
     for record in records:
         assert {"time", "level", "logger", "message"} <= record.keys(), record
-    progress = [r for r in records if r["logger"] == "crawler.progress"]
+    progress = [r for r in records if r["logger"] == "crawler.run.progress"]
     assert len(progress) >= 2
     for record in progress:
         assert record["level"] == "info"

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawler.parser import parse_html
+from crawler.parse.soup import parse_html
 from crawler.seeds import (
     MAX_LINE_BYTES,
     Seed,

@@ -1,10 +1,10 @@
 """The writer's pre-compiled statements store exactly what the Core statements stored.
 
-``crawler.sql`` runs its hot statements as SQL strings compiled once, with values converted by
-``crawler.rawsql`` instead of SQLAlchemy's type processors. Each test here runs the same work
-through that code and through ``tests/sql_core_reference.py`` (the Core implementation it
-replaced) on two fresh databases, and compares every table: on SQLite value and storage type
-of every column (what ``sqlite3`` users read), on PostgreSQL every value.
+``crawler.store.results`` runs its hot statements as SQL strings compiled once, with values
+converted by ``crawler.store.rawsql`` instead of SQLAlchemy's type processors. Each test here
+runs the same work through that code and through ``tests/sql_core_reference.py`` (the Core
+implementation it replaced) on two fresh databases, and compares every table: on SQLite value and
+storage type of every column (what ``sqlite3`` users read), on PostgreSQL every value.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from crawler import rawsql, sql
-from crawler.db import open_database
 from crawler.errors import ErrorKind
 from crawler.records import (
     ErrorRecord,
@@ -39,6 +37,12 @@ from crawler.records import (
     RobotsRecord,
     URLState,
 )
+from crawler.store import claims, discovered, rawsql, results
+from crawler.store.common import hosts_t, urls_t
+from crawler.store.db import open_database
+from crawler.store.hosts import HostCache
+from crawler.store.results import _INSERT_ERRORS
+from crawler.store.runs import start_crawl
 from crawler.urls import host_key
 from models.base import UTCDateTime
 from tests import sql_core_reference as core
@@ -48,6 +52,15 @@ pytestmark = pytest.mark.timeout(60)
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 PLUS2 = dt.timezone(dt.timedelta(hours=2))
+RAW = ModuleType("raw")
+"""The statements under test, gathered from the ``crawler.store`` modules that define them."""
+RAW.__dict__.update(
+    add_seeds=discovered.add_seeds,
+    insert_urls=discovered.insert_urls,
+    url_ids=discovered.url_ids,
+    claim=claims.claim,
+    store_results=results.store_results,
+)
 TABLES = ("crawls", "hosts", "urls", "fetches", "links", "errors", "bodies")
 URL_IDS = {
     "urls": {"id", "discovered_from"},
@@ -136,11 +149,11 @@ Job = Callable[[Connection, ModuleType, Any], Any]
 def run_both(engines: tuple[Engine, Engine], *jobs: Job) -> list[tuple[Any, Any]]:
     """Run each job on both databases (Core reference, then raw), each in its own
     transaction, with its implementation module and host cache; the two answers of each."""
-    caches = (core.HostCache(), sql.HostCache())
+    caches = (core.HostCache(), HostCache())
     answers: list[tuple[Any, Any]] = []
     for job in jobs:
         pair = []
-        for engine, impl, hosts in zip(engines, (core, sql), caches, strict=True):
+        for engine, impl, hosts in zip(engines, (core, RAW), caches, strict=True):
             with engine.begin() as conn:
                 pair.append(job(conn, impl, hosts))
         answers.append((pair[0], pair[1]))
@@ -288,7 +301,7 @@ def test_store_results_stores_what_the_core_statements_stored(
 
     def start(conn: Connection, impl: ModuleType, hosts: Any) -> int:
         impl.add_seeds(conn, seeds, T0, hosts)
-        return sql.start_crawl(conn, seed_file="seeds.txt", settings={"a": [1]}, now=T0)
+        return start_crawl(conn, seed_file="seeds.txt", settings={"a": [1]}, now=T0)
 
     def claim(conn: Connection, impl: ModuleType, hosts: Any) -> list[FetchTask]:
         tasks: list[FetchTask] = impl.claim(conn, 50, (), lease, per_host=8)
@@ -344,7 +357,7 @@ def test_claims_hand_out_what_the_core_claim_handed_out(
             ],
         )
         for u, _, p in urls:
-            conn.execute(update(sql.urls_t).where(sql.urls_t.c.url == u).values(priority=p))
+            conn.execute(update(urls_t).where(urls_t.c.url == u).values(priority=p))
 
     def claim(limit: int, exclude: tuple[int, ...], per_host: int) -> Job:
         lease = dt.datetime(2026, 1, 1, 13, 0, tzinfo=PLUS2) + dt.timedelta(minutes=limit)
@@ -426,15 +439,13 @@ def test_naive_timestamps_are_refused(convert: Callable[[dt.datetime], Any]) -> 
 
 
 def test_a_field_the_statement_does_not_use_is_an_error() -> None:
-    stmt = rawsql.Statement(lambda _d: sql.hosts_t.insert(), ["host", "hots"])
+    stmt = rawsql.Statement(lambda _d: hosts_t.insert(), ["host", "hots"])
     with pytest.raises(ValueError, match="hots"):
         stmt.sql(sqlite.dialect())
 
 
 def test_a_bind_without_a_value_must_be_a_field() -> None:
-    stmt = rawsql.Statement(
-        lambda _d: update(sql.hosts_t).values(crawl_delay=bindparam("b_delay")), []
-    )
+    stmt = rawsql.Statement(lambda _d: update(hosts_t).values(crawl_delay=bindparam("b_delay")), [])
     with pytest.raises(ValueError, match="b_delay"):
         stmt.sql(sqlite.dialect())
 
@@ -442,14 +453,14 @@ def test_a_bind_without_a_value_must_be_a_field() -> None:
 def test_in_lists_are_expanded_and_never_empty(tmp_path: Path) -> None:
     engine = open_database(str(tmp_path / "in.db"))
     stmt = rawsql.Statement(
-        lambda _d: select(sql.hosts_t.c.host).where(
-            sql.hosts_t.c.id.in_(bindparam("b_ids", expanding=True))
+        lambda _d: select(hosts_t.c.host).where(
+            hosts_t.c.id.in_(bindparam("b_ids", expanding=True))
         ),
         ["b_ids"],
     )
     try:
         with engine.begin() as conn:
-            sql.HostCache().ids(conn, ["http://a.test:80", "http://b.test:80"])
+            HostCache().ids(conn, ["http://a.test:80", "http://b.test:80"])
             assert stmt.execute(conn, ([1, 2, 99],)).scalars().all() == [
                 "http://a.test:80",
                 "http://b.test:80",
@@ -467,7 +478,7 @@ def test_driver_errors_are_sqlalchemy_errors(tmp_path: Path) -> None:
     engine = open_database(str(tmp_path / "err.db"))
     try:
         with pytest.raises(IntegrityError), engine.begin() as conn:
-            sql._INSERT_ERRORS.executemany(
+            _INSERT_ERRORS.executemany(
                 conn, [(999, 999, "2026-01-01 00:00:00.000000", 1, "dns", None, "x", True)]
             )
     finally:

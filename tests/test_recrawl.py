@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from crawler.cli import main
+from crawler.commands.cli import main
 from tests.crawlkit import FAST, ROOT, query, write_seeds, write_settings
 from tests.siteserver import ETagPage, NotFound, Page, RequestRecord, SiteServer
 from tests.test_db import pg_url as pg_url
@@ -134,7 +134,7 @@ class Run:
 
 
 def run_main(*args: str) -> Run:
-    """``crawler.cli.main`` in-process, with its stdout and stderr captured."""
+    """``crawler.commands.cli.main`` in-process, with its stdout and stderr captured."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -840,8 +840,8 @@ def pg_db(pg_url: str) -> str:
 def test_postgresql_recrawl_lock_refuses_a_second_recrawl(pg_db: str) -> None:
     from sqlalchemy import text
 
-    from crawler.db import open_database
-    from crawler.lock import Busy, exclusive
+    from crawler.store.db import open_database
+    from crawler.store.lock import Busy, exclusive
 
     first, second = open_database(pg_db), open_database(pg_db)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.cli import main
+from crawler.commands.cli import main
 from tests import test_db
 from tests.crawlkit import crawl
 from tests.siteserver import (

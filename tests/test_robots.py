@@ -16,8 +16,8 @@ import pytest
 
 from crawler.config import FetchSettings
 from crawler.errors import ErrorKind
-from crawler.fetcher import Fetcher
-from crawler.robots import (
+from crawler.fetch.fetcher import Fetcher
+from crawler.fetch.robots import (
     ROBOTS_MAX_BYTES,
     RobotsPolicy,
     fetch_robots,

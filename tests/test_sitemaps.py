@@ -1,4 +1,4 @@
-"""crawler.sitemaps: streaming sitemap parsing, its leniency, its limits and its safety."""
+"""crawler.parse.sitemaps: streaming sitemap parsing, its leniency, its limits and its safety."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.sitemaps import (
+from crawler.parse.sitemaps import (
     ALWAYS_FLOOR_S,
     SitemapError,
     SitemapRef,

@@ -24,9 +24,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 import crawler.tools
-from crawler.cli import build_parser
-from crawler.db import HEAD_REVISION, _alembic_config, is_at_head, make_engine, upgrade
+from crawler.commands.cli import build_parser
 from crawler.errors import DatabaseError
+from crawler.store.db import HEAD_REVISION, _alembic_config, is_at_head, make_engine, upgrade
 from crawler.tools import TOOLS, load
 from tests.crawlkit import ROOT, write_seeds, write_settings
 from tests.siteserver import Page, Site
@@ -87,7 +87,7 @@ def test_version_imports_no_third_party_library(tmp_path: Path) -> None:
     code, modules = run_probe(tmp_path, "--version")
     assert code == 0
     assert loaded(modules, THIRD_PARTY) == []
-    assert loaded(modules, ("models", "crawler.config", "crawler.errors", "crawler.db")) == []
+    assert loaded(modules, ("models", "crawler.config", "crawler.errors", "crawler.store.db")) == []
     assert tool_modules(modules) == []
 
 
@@ -231,7 +231,7 @@ def test_opening_a_database_at_head_does_not_load_alembic(tmp_path: Path) -> Non
     engine.dispose()
     script = (
         "import sys\n"
-        "from crawler.db import open_database\n"
+        "from crawler.store.db import open_database\n"
         f"open_database({str(db)!r}).dispose()\n"
         "print(sorted(m for m in ('alembic', 'mako', 'models') if m in sys.modules))\n"
     )

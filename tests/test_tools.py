@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from crawler.cli import main
+from crawler.commands.cli import main
 from crawler.tools.query import more_than_one_statement
 from tests import test_db
 from tests.crawlkit import ROOT, crawl, query, run_cli
@@ -547,7 +547,7 @@ def test_export_streams_a_million_rows_in_bounded_memory(tmp_path: Path) -> None
     probe = (
         "import re, sys\n"
         "from pathlib import Path\n"
-        "from crawler.cli import main\n"
+        "from crawler.commands.cli import main\n"
         "code = main(sys.argv[1:])\n"
         "status = Path('/proc/self/status').read_text()\n"
         "sys.stderr.write('peak_kib=' + re.search(r'VmHWM:\\s+(\\d+)', status).group(1) + '\\n')\n"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from crawler.cli import main
+from crawler.commands.cli import main
 from tests import test_db
 from tests.crawlkit import ROOT, crawl
 from tests.siteserver import (

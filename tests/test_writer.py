@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, select, text, update
 
-from crawler import sql
 from crawler.config import StoreSettings
-from crawler.db import open_database
 from crawler.errors import ErrorKind
 from crawler.records import (
     ErrorRecord,
@@ -29,8 +27,13 @@ from crawler.records import (
     ParsedPage,
     URLState,
 )
+from crawler.store.claims import claim, recover, release
+from crawler.store.common import crawls_t, errors_t, fetches_t, hosts_t, links_t, urls_t
+from crawler.store.db import open_database
+from crawler.store.discovered import add_seeds, insert_urls
+from crawler.store.runs import start_crawl
+from crawler.store.writer import Writer, WriterFailed
 from crawler.urls import host_key
-from crawler.writer import Writer, WriterFailed
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -53,11 +56,11 @@ class Env:
 
     def seed(self, *urls: str) -> None:
         seeds = [(u, host_key(u), "page") for u in urls]
-        self.writer.run(partial(sql.add_seeds, seeds=seeds, now=T0, hosts=self.writer.hosts))
+        self.writer.run(partial(add_seeds, seeds=seeds, now=T0, hosts=self.writer.hosts))
 
     def claim(self, limit: int = 100, **kwargs: Any) -> list[FetchTask]:
         lease = T0 + dt.timedelta(minutes=5)
-        return self.writer.run(partial(sql.claim, limit=limit, lease_until=lease, **kwargs))
+        return self.writer.run(partial(claim, limit=limit, lease_until=lease, **kwargs))
 
     def claim_all(self, *urls: str) -> list[FetchTask]:
         self.seed(*urls)
@@ -89,7 +92,7 @@ def make_env(tmp_path: Path) -> Iterator[MakeEnv]:
         engine = open_database(str(path))
         clock = Clock()
         writer = Writer(engine, StoreSettings(db=str(path), **store), now=clock).start()
-        crawl_id = writer.run(partial(sql.start_crawl, seed_file=None, settings={}, now=T0))
+        crawl_id = writer.run(partial(start_crawl, seed_file=None, settings={}, now=T0))
         writer.crawl_id = crawl_id
         opened.append(Env(path, engine, writer, clock, crawl_id))
         return opened[-1]
@@ -194,7 +197,7 @@ def test_a_failing_job_is_rolled_back(env: Env) -> None:
     env.seed("http://a.test/1")
 
     def update_then_fail(conn: Connection) -> None:
-        conn.execute(update(sql.urls_t).values(priority=9))
+        conn.execute(update(urls_t).values(priority=9))
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -250,7 +253,7 @@ def test_links_become_urls_and_link_rows(env: Env) -> None:
     env.writer.put(fetched(seed, links=links))
     env.writer.run(lambda conn: None)
 
-    urls = {r["url"]: r for r in env.rows(select(sql.urls_t))}
+    urls = {r["url"]: r for r in env.rows(select(urls_t))}
     inside, outside = urls["http://a.test/in"], urls["http://b.test/out"]
     assert inside["state"] == "queued"
     assert outside["state"] == "excluded"
@@ -258,10 +261,10 @@ def test_links_become_urls_and_link_rows(env: Env) -> None:
         assert row["depth"] == 1
         assert row["discovered_from"] == seed.url_id
         assert row["first_seen_at"] == T0 + dt.timedelta(seconds=10)
-    hosts = {r["host"] for r in env.rows(select(sql.hosts_t))}
+    hosts = {r["host"] for r in env.rows(select(hosts_t))}
     assert hosts == {"http://a.test:80", "http://b.test:80"}
 
-    link_rows = {r["dst_url_id"]: r for r in env.rows(select(sql.links_t))}
+    link_rows = {r["dst_url_id"]: r for r in env.rows(select(links_t))}
     assert set(link_rows) == {inside["id"], outside["id"]}
     assert link_rows[outside["id"]]["nofollow"] is True
     assert link_rows[inside["id"]]["nofollow"] is False
@@ -279,10 +282,10 @@ def test_second_sighting_updates_last_seen_only(env: Env) -> None:
     env.writer.put(fetched(seed, links=(link,), at=T0 + dt.timedelta(hours=1)))
     env.writer.run(lambda conn: None)
 
-    (row,) = env.rows(select(sql.links_t))
+    (row,) = env.rows(select(links_t))
     assert row["first_seen_at"] == T0
     assert row["last_seen_at"] == T0 + dt.timedelta(hours=1)
-    (target,) = env.rows(select(sql.urls_t).where(sql.urls_t.c.url == "http://a.test/x"))
+    (target,) = env.rows(select(urls_t).where(urls_t.c.url == "http://a.test/x"))
     assert target["first_seen_at"] == T0  # the URL row is not touched again
     assert env.count("urls") == 2
 
@@ -296,7 +299,7 @@ def test_excluded_url_found_followable_becomes_queued(env: Env) -> None:
 
     env.writer.put(fetched(other, links=(NewLink(out, "http://b.test:80", False, follow=True),)))
     env.writer.run(lambda conn: None)
-    (row,) = env.rows(select(sql.urls_t).where(sql.urls_t.c.url == out))
+    (row,) = env.rows(select(urls_t).where(urls_t.c.url == out))
     assert row["state"] == "queued"
     assert row["discovered_from"] == other.url_id
     assert env.count("links", f"dst_url_id = {row['id']}") == 2
@@ -317,7 +320,7 @@ def test_fetched_url_and_crawl_counters_updated(env: Env) -> None:
     env.writer.put(fetched(b, body=None, status=404, at=T0 + dt.timedelta(seconds=3)))
     env.writer.run(lambda conn: None)
 
-    urls = {r["id"]: r for r in env.rows(select(sql.urls_t))}
+    urls = {r["id"]: r for r in env.rows(select(urls_t))}
     for task, at in ((a, T0), (b, T0 + dt.timedelta(seconds=3))):
         row = urls[task.url_id]
         assert row["state"] == "done"
@@ -329,12 +332,12 @@ def test_fetched_url_and_crawl_counters_updated(env: Env) -> None:
     # (none here) stay.
     assert urls[a.url_id]["etag"] == '"v1"'
     assert urls[b.url_id]["etag"] is None
-    fetches = {r["url_id"]: r for r in env.rows(select(sql.fetches_t))}
+    fetches = {r["url_id"]: r for r in env.rows(select(fetches_t))}
     assert fetches[a.url_id]["status_code"] == 200
     assert fetches[a.url_id]["title"] == "Hi"
     assert fetches[a.url_id]["crawl_id"] == env.crawl_id
     assert fetches[b.url_id]["status_code"] == 404
-    (crawl,) = env.rows(select(sql.crawls_t))
+    (crawl,) = env.rows(select(crawls_t))
     assert crawl["pages_fetched"] == 2
     assert crawl["errors"] == 0
     assert crawl["bytes_fetched"] == 5  # a body not downloaded counts no bytes
@@ -350,19 +353,19 @@ def test_errors_stored_and_counted(env: Env) -> None:
     env.writer.put(PageResult(task, URLState.FAILED, errors=errs))
     env.writer.run(lambda conn: None)
 
-    rows = env.rows(select(sql.errors_t).order_by(sql.errors_t.c.attempt))
+    rows = env.rows(select(errors_t).order_by(errors_t.c.attempt))
     assert [(r["kind"], r["attempt"], r["final"], r["status_code"]) for r in rows] == [
         ("timeout", 1, False, None),
         ("http_status", 2, True, 503),
     ]
     assert all(r["url_id"] == task.url_id and r["crawl_id"] == env.crawl_id for r in rows)
     assert rows[0]["message"] == "ReadTimeout: x"
-    (url,) = env.rows(select(sql.urls_t))
+    (url,) = env.rows(select(urls_t))
     assert url["state"] == "failed"
     assert url["attempts"] == 1
     assert url["last_fetched_at"] == T0 + dt.timedelta(seconds=7)  # no fetch: the writer's now
     assert url["lease_until"] is None
-    (crawl,) = env.rows(select(sql.crawls_t))
+    (crawl,) = env.rows(select(crawls_t))
     assert (crawl["pages_fetched"], crawl["errors"]) == (0, 2)
 
 
@@ -433,7 +436,7 @@ def test_results_without_a_crawl_id_fail_instead_of_hanging(make_env: MakeEnv) -
 def _insert(env: Env, url: str, *, depth: int = 0, priority: int = 0) -> None:
     def job(conn: Connection) -> None:
         host_id = env.writer.hosts.ids(conn, [host_key(url)])[host_key(url)]
-        sql.insert_urls(
+        insert_urls(
             conn,
             [
                 {
@@ -446,7 +449,7 @@ def _insert(env: Env, url: str, *, depth: int = 0, priority: int = 0) -> None:
                 }
             ],
         )
-        conn.execute(update(sql.urls_t).where(sql.urls_t.c.url == url).values(priority=priority))
+        conn.execute(update(urls_t).where(urls_t.c.url == url).values(priority=priority))
 
     env.writer.run(job)
 
@@ -495,7 +498,7 @@ def test_claimed_urls_are_fetching_under_a_lease_and_not_claimed_twice(env: Env)
     tasks = env.claim(exclude_hosts=())
     assert len(tasks) == 2
     assert env.count("urls", "state = 'fetching' AND lease_until IS NOT NULL") == 2
-    rows = env.rows(select(sql.urls_t.c.lease_until))
+    rows = env.rows(select(urls_t.c.lease_until))
     assert {r["lease_until"] for r in rows} == {T0 + dt.timedelta(minutes=5)}
     assert env.claim(exclude_hosts=()) == []
 
@@ -503,7 +506,7 @@ def test_claimed_urls_are_fetching_under_a_lease_and_not_claimed_twice(env: Env)
 def test_release_requeues(env: Env) -> None:
     env.seed("http://a.test/1", "http://a.test/2")
     first, second = env.claim(exclude_hosts=())
-    env.writer.run(lambda conn: sql.release(conn, [first.url_id]))
+    env.writer.run(lambda conn: release(conn, [first.url_id]))
     assert env.count("urls", "state = 'queued' AND lease_until IS NULL") == 1
     assert [t.url_id for t in env.claim(exclude_hosts=())] == [first.url_id]
     assert second.url_id != first.url_id
@@ -512,14 +515,14 @@ def test_release_requeues(env: Env) -> None:
 def test_release_leaves_finished_urls_alone(env: Env) -> None:
     (task,) = env.claim_all("http://a.test/")
     env.writer.put(fetched(task))
-    env.writer.run(lambda conn: sql.release(conn, [task.url_id]))
+    env.writer.run(lambda conn: release(conn, [task.url_id]))
     assert env.count("urls", "state = 'done'") == 1
 
 
 def test_recover_all_leases_requeues_everything_and_interrupts_running_crawls(env: Env) -> None:
     env.seed("http://a.test/1", "http://a.test/2")
     env.claim(exclude_hosts=())
-    n = env.writer.run(partial(sql.recover, now=T0, all_leases=True))
+    n = env.writer.run(partial(recover, now=T0, all_leases=True))
     assert n == 2
     assert env.count("urls", "state = 'queued' AND lease_until IS NULL") == 2
     assert env.count("crawls", "status = 'interrupted'") == 1
@@ -529,15 +532,15 @@ def test_recover_expired_leases_only(env: Env) -> None:
     env.seed("http://a.test/old", "http://a.test/new")
 
     def set_leases(conn: Connection) -> None:
-        sql.claim(conn, 10, (), T0 + dt.timedelta(minutes=5))
+        claim(conn, 10, (), T0 + dt.timedelta(minutes=5))
         conn.execute(
-            update(sql.urls_t)
-            .where(sql.urls_t.c.url == "http://a.test/old")
+            update(urls_t)
+            .where(urls_t.c.url == "http://a.test/old")
             .values(lease_until=T0 - dt.timedelta(seconds=1))
         )
 
     env.writer.run(set_leases)
-    n = env.writer.run(partial(sql.recover, now=T0, all_leases=False))
+    n = env.writer.run(partial(recover, now=T0, all_leases=False))
     assert n == 1
     assert env.count("urls", "url = 'http://a.test/old' AND state = 'queued'") == 1
     assert env.count("urls", "url = 'http://a.test/new' AND state = 'fetching'") == 1

@@ -30,7 +30,7 @@ from crawler.tools import TOOLS, load
 
 if TYPE_CHECKING:
     from crawler.config import Config
-    from crawler.runner import ProgressOptions
+    from crawler.run.runner import ProgressOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SETTINGS = Path("settings.toml")
@@ -331,8 +331,8 @@ class _Signals:
 
 def _cmd_crawl(args: argparse.Namespace, config: Config) -> int:
     from crawler.records import CrawlStatus
-    from crawler.runner import run_crawl
-    from crawler.summary import format_summary
+    from crawler.run.runner import run_crawl
+    from crawler.run.summary import format_summary
 
     signals = _Signals()
     signals.install()
@@ -380,7 +380,7 @@ def _resume_command(args: argparse.Namespace) -> str:
 def _crawl_config(args: argparse.Namespace) -> Config:
     """Settings for ``crawl``; with ``--resume``, on top of the resumed crawl's own."""
     from crawler.errors import UsageError
-    from crawler.runner import stored_settings
+    from crawler.run.runner import stored_settings
 
     config = _config(args)
     if args.seed_file is None and not args.resume:
@@ -397,7 +397,7 @@ def _crawl_config(args: argparse.Namespace) -> Config:
 
 def _progress_options(args: argparse.Namespace, config: Config) -> ProgressOptions | None:
     """Progress as ``-q``, the terminal and ``--log-file`` ask: live, log lines, or none."""
-    from crawler.runner import ProgressOptions
+    from crawler.run.runner import ProgressOptions
 
     if args.quiet:
         return None
@@ -409,7 +409,7 @@ def _latest_crawl_config(args: argparse.Namespace, what: str) -> Config:
     """Settings for a command that continues the database's latest crawl (recrawl, worker):
     that crawl's stored settings, with ``--config``, env and flags over them."""
     from crawler.errors import UsageError
-    from crawler.runner import stored_settings
+    from crawler.run.runner import stored_settings
 
     base = _config(args)
     latest = stored_settings(base.store.db)
@@ -420,8 +420,8 @@ def _latest_crawl_config(args: argparse.Namespace, what: str) -> Config:
 
 def _cmd_recrawl(args: argparse.Namespace) -> int:
     from crawler.records import CrawlStatus
-    from crawler.runner import Recrawl, recrawl_passes
-    from crawler.summary import format_summary
+    from crawler.run.runner import Recrawl, recrawl_passes
+    from crawler.run.summary import format_summary
 
     config = _latest_crawl_config(args, "recrawl")
     signals = _Signals()
@@ -451,8 +451,8 @@ def _cmd_recrawl(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     from crawler.records import CrawlStatus
-    from crawler.runner import run_crawl, wait_for_work
-    from crawler.summary import format_summary
+    from crawler.run.runner import run_crawl, wait_for_work
+    from crawler.run.summary import format_summary
 
     config = _latest_crawl_config(args, "work on")
     signals = _Signals()
@@ -473,7 +473,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 def _cmd_schedule(config: Config) -> int:
     from crawler.errors import UsageError
-    from crawler.runner import due_counts
+    from crawler.run.runner import due_counts
 
     counts = due_counts(config.store.db)
     if counts is None:
@@ -489,7 +489,7 @@ def _cmd_schedule(config: Config) -> int:
 
 
 def _cmd_db(args: argparse.Namespace, config: Config) -> int:
-    from crawler.db import head_revision, open_database
+    from crawler.store.db import head_revision, open_database
 
     if args.db_command != "upgrade":
         build_parser(tools=()).parse_args(["db", "--help"])
@@ -509,8 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     # Imported once the arguments are parsed: --help and --version never need them, and
     # crawler.errors imports requests.
+    from crawler.commands.logs import setup_logging
     from crawler.errors import UsageError
-    from crawler.logs import setup_logging
 
     try:
         setup_logging(
@@ -539,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("crawler: interrupted\n")
         return EXIT_INTERRUPTED
     except Exception as exc:  # the work failed: say what, once, on one line, without a traceback
-        from crawler.writer import reason
+        from crawler.store.writer import reason
 
         log.debug("fatal error", exc_info=True)
         sys.stderr.write(f"crawler: error: {reason(exc)}\n")

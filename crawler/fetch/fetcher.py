@@ -33,15 +33,15 @@ Decisions:
 * **Before every request** -- each attempt and each redirect hop -- ``before_request(url)`` is
   called in the calling thread (the engine's per-host politeness gate; it may block briefly).
   It may return a *release* callable: the connection calls it right after the request's bytes
-  are written (:data:`crawler.netguard.sent_hook`), or the fetcher calls it when the request
+  are written (:data:`crawler.fetch.netguard.sent_hook`), or the fetcher calls it when the request
   failed before that; either way exactly once, so the gate measures real send times.
   Time spent in it counts neither against ``total_timeout`` nor in ``elapsed_ms``. An exception
   from it ends the attempt as a final ``other`` error.
 * **Private networks.** With ``allow_private`` set, every direct connection is checked once
-  connected, before the request is sent (:mod:`crawler.netguard`): a non-public peer address
+  connected, before the request is sent (:mod:`crawler.fetch.netguard`): a non-public peer address
   whose host ``allow_private(host)`` refuses fails the attempt with
-  :class:`~crawler.netguard.PrivateAddressError`, kind ``other``, or ``redirect`` on a redirect
-  hop (then, as for other redirect failures, ``result`` is the 3xx that pointed there). Not
+  :class:`~crawler.fetch.netguard.PrivateAddressError`, kind ``other``, or ``redirect`` on a
+  redirect hop (then, as for other redirect failures, ``result`` is the 3xx that pointed there). Not
   retried. Proxied connections are not checked (the peer is the proxy).
 * **Deadline.** ``total_timeout`` covers one attempt, all redirect hops and the body. It is
   checked after every chunk, and near the deadline the socket timeout is lowered to what is left.
@@ -50,7 +50,7 @@ Decisions:
   connection's socket down when the deadline passes (within 50 ms) while a request waits for
   its response or reads its body, and the attempt fails with ``timeout``. *Limit*: a proxied
   connection is not watched (the watchdog learns the connection from
-  :data:`crawler.netguard.conn_hook`, which proxied connections do not call); its read timeout
+  :data:`crawler.fetch.netguard.conn_hook`, which proxied connections do not call); its read timeout
   still bounds each read.
 * **Retried:** connection errors, DNS ``EAI_AGAIN`` (a temporary lookup failure; a name that does
   not exist is final at once), timeouts (including the deadline), a connection broken mid-body
@@ -95,10 +95,11 @@ import requests.cookies
 import tenacity
 import urllib3.exceptions
 
-from crawler import errors, httpheaders
+from crawler import errors
 from crawler.config import FetchSettings
 from crawler.errors import DeadlineError, ErrorKind, RedirectError
-from crawler.netguard import (
+from crawler.fetch import httpheaders
+from crawler.fetch.netguard import (
     GuardedAdapter,
     PrivateAddressError,
     conn_hook,

@@ -7,10 +7,10 @@ here, in the worker thread, right before each request: :class:`HostGate`. Becaus
 already paces hand-outs, a thread rarely waits here, and never longer than one delay (or a
 ``Retry-After`` the host asked for).
 
-:class:`RobotsCache` holds one :class:`~crawler.robots.RobotsPolicy` per host. The first worker
-that needs a host's robots.txt fetches it while later ones for the same host wait on a per-host
-lock; policies are primed from the ``hosts`` table at claim time, so a resumed crawl does not
-fetch robots.txt again within ``robots_ttl``.
+:class:`RobotsCache` holds one :class:`~crawler.fetch.robots.RobotsPolicy` per host. The first
+worker that needs a host's robots.txt fetches it while later ones for the same host wait on a
+per-host lock; policies are primed from the ``hosts`` table at claim time, so a resumed crawl does
+not fetch robots.txt again within ``robots_ttl``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crawler.robots import RobotsPolicy, policy_from_cache
+from crawler.fetch.robots import RobotsPolicy, policy_from_cache
 from crawler.urls import host_key
 
 MAX_CRAWL_DELAY_S = 60.0

@@ -3,8 +3,8 @@
 What this module decides: given the answer to ``GET /robots.txt`` (a status and a body, or the
 kind of failure), a :class:`RobotsPolicy` for one host (``scheme://host:port``) and our user
 agent. :func:`policy_from_response` and :func:`policy_from_cache` are pure; :func:`fetch_robots`
-does its I/O only through the :class:`~crawler.fetcher.Fetcher` it is given. This module must
-not cache policies (``crawler.politeness`` does), sleep, log per URL, or raise for anything a
+does its I/O only through the :class:`~crawler.fetch.fetcher.Fetcher` it is given. This module must
+not cache policies (``crawler.fetch.gate`` does), sleep, log per URL, or raise for anything a
 server sends.
 
 Decisions, with the RFC 9309 section each follows
@@ -92,10 +92,10 @@ from protego import Protego
 
 from crawler.config import FetchSettings
 from crawler.errors import ErrorKind
-from crawler.netguard import PrivateAddressError
+from crawler.fetch.netguard import PrivateAddressError
 
 if TYPE_CHECKING:
-    from crawler.fetcher import Fetcher
+    from crawler.fetch.fetcher import Fetcher
 
 __all__ = [
     "ROBOTS_MAX_BYTES",

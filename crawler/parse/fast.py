@@ -4,7 +4,7 @@ Building a BeautifulSoup tree is most of the CPU a crawler spends per page (docs
 When no extraction rule or hook needs that tree, this module reads the same things from
 lxml's own tree (the one BeautifulSoup's lxml backend is built from): title, ``<base>``,
 meta robots, ``rel=canonical``, links, and the normalized visible text whose hash detects
-changes. It decodes the bytes exactly as :func:`crawler.parser.parse_html` does, and yields the
+changes. It decodes the bytes exactly as :func:`crawler.parse.soup.parse_html` does, and yields the
 same values (a test compares the two on generated and hostile pages), so switching paths never
 makes a page look changed.
 """
@@ -151,7 +151,7 @@ def parse_fast(
     visible = normalized(root)
     if "\x1a" in visible:
         return None  # libxml2 substituted characters it could not take: let bs4 read it
-    from crawler.parser import content_hash  # the one hash function
+    from crawler.parse.soup import content_hash  # the one hash function
 
     page = ParsedPage(
         title=title,

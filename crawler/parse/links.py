@@ -1,7 +1,7 @@
 """Which of a page's links the crawl follows: the one rule, shared by the fetcher threads and
-the parser processes (:mod:`crawler.parseproc`), so both decide alike.
+the parser processes (:mod:`crawler.parse.processes`), so both decide alike.
 
-Kept apart from :mod:`crawler.work` so a parser process imports only what parsing needs (no
+Kept apart from :mod:`crawler.run.work` so a parser process imports only what parsing needs (no
 requests, no database).
 """
 

@@ -5,7 +5,7 @@ is bound to one core by the GIL (docs/performance.md). Parsing a page — decodi
 links resolved and canonicalized, the text hashed — is pure work on bytes, so it moves to child
 processes while fetching, politeness and the single writer stay in the crawl's process.
 
-Each child is ``python -m crawler.parseproc``, speaking length-prefixed ``marshal`` messages
+Each child is ``python -m crawler.parse.processes``, speaking length-prefixed ``marshal`` messages
 (the same interpreter on both ends; only the first, the link policy, is a pickle) on its stdin and
 stdout: one request (body, URL, charset, depth), one reply, in order. A fetcher thread sends its
 page to a child with room and blocks on the reply (releasing the GIL), so a crawl of 32 threads
@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from crawler.links import LinkPolicy, follow_links
+from crawler.parse.links import LinkPolicy, follow_links
 from crawler.records import Link, NewLink, ParsedPage
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def parse_request(policy: LinkPolicy, keep_text: bool, request: Request) -> tupl
     """One page, as the child answers it: ``("ok", page fields, page links, new links)`` or
     ``("error", message)``."""
     from crawler import errors
-    from crawler.parser import parse_html
+    from crawler.parse.soup import parse_html
 
     body, url, charset, depth = request
     try:
@@ -155,7 +155,7 @@ class _Child:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "crawler.parseproc"],
+            [sys.executable, "-m", "crawler.parse.processes"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -303,8 +303,8 @@ class ParserProcesses:
     def parse(
         self, body: bytes, url: str, charset: str | None, depth: int
     ) -> tuple[ParsedPage, tuple[NewLink, ...]] | None:
-        """The page and its links as :func:`crawler.parser.parse_html` and
-        :func:`crawler.links.follow_links` give them; :class:`ParseFailed` if the page cannot
+        """The page and its links as :func:`crawler.parse.soup.parse_html` and
+        :func:`crawler.parse.links.follow_links` give them; :class:`ParseFailed` if the page cannot
         be parsed; None if no child is ready (the caller parses the page itself)."""
         while True:
             child = self._pick()

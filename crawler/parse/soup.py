@@ -24,7 +24,7 @@ from bs4 import BeautifulSoup, Comment, MarkupResemblesLocatorWarning, Tag
 from bs4.dammit import EncodingDetector
 from bs4.element import NavigableString
 
-from crawler.fastparse import parse_fast
+from crawler.parse.fast import parse_fast
 from crawler.records import Link, ParsedPage
 from crawler.urls import resolve, resolve_link, without_userinfo
 
@@ -154,7 +154,7 @@ def parse_html(
     ``charset`` is the one the ``Content-Type`` header declared; per the HTML standard it wins
     over ``<meta charset>`` (a byte-order mark wins over both); with neither, see
     :func:`sniff_charset`. ``keep_text`` adds the page's text; ``extract`` runs on the same
-    document (see :mod:`crawler.extract`).
+    document (see :mod:`crawler.parse.extract`).
     """
     charset = usable_charset(charset)
     if body.startswith(_BOMS):

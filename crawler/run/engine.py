@@ -21,14 +21,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from crawler import errors, sql
-from crawler.frontier import Frontier
-from crawler.pool import StreamingPool
-from crawler.progress import Snapshot
+from crawler import errors
 from crawler.records import CrawlStatus, ErrorRecord, FetchTask, PageResult, URLState
+from crawler.run.frontier import Frontier
+from crawler.run.pool import StreamingPool
+from crawler.run.progress import Snapshot
+from crawler.run.work import blocked_result
+from crawler.store.claims import release
+from crawler.store.writer import Writer, WriterFailed, utc_now
 from crawler.urls import host_key
-from crawler.work import blocked_result
-from crawler.writer import Writer, WriterFailed, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ class Engine:
                 return
         if released:
             ids = [t.url_id for t in released]
-            self._writer.call(lambda conn: sql.release(conn, ids))
+            self._writer.call(lambda conn: release(conn, ids))
 
     def snapshot(self) -> Snapshot:
         """The figures a progress display shows; read from another thread without a lock
@@ -264,6 +265,6 @@ class Engine:
         if unstarted and self._writer.error is None:
             ids = [t.url_id for t in unstarted]
             try:
-                self._writer.run(lambda conn: sql.release(conn, ids))
+                self._writer.run(lambda conn: release(conn, ids))
             except Exception as exc:  # the next run requeues them from their lease anyway
                 log.warning("could not release %d claimed URLs: %s", len(ids), exc)

@@ -6,10 +6,10 @@ requested. So memory does not grow with the frontier (DESIGN §2.1), and a host 
 never blocks another (§2.4: no head-of-line blocking): :meth:`next_ready` pops the host that is
 ready soonest, in O(log hosts).
 
-Claims run on the writer thread (:meth:`crawler.writer.Writer.call`) and are *asynchronous*: when
-the buffer runs low a claim is started, and the dispatcher keeps consuming results while it runs
-(:attr:`pending_claim` is a future it can wait on). A claim submitted after the last result was
-queued for the writer sees every link that result found, which is what makes
+Claims run on the writer thread (:meth:`crawler.store.writer.Writer.call`) and are
+*asynchronous*: when the buffer runs low a claim is started, and the dispatcher keeps consuming
+results while it runs (:attr:`pending_claim` is a future it can wait on). A claim submitted after
+the last result was queued for the writer sees every link that result found, which is what makes
 :meth:`exhausted` exact.
 """
 

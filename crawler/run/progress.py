@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
-log = logging.getLogger("crawler.progress")
+log = logging.getLogger("crawler.run.progress")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,26 +23,37 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection
 from sqlalchemy import Engine as Engine_
 
-from crawler import sql
 from crawler.config import Config, FetchSettings, as_dict
-from crawler.db import database_url, is_sqlite, make_engine, open_database
-from crawler.engine import CrawlStats, Engine, Limits
 from crawler.errors import SeedFileError
-from crawler.extract import Extractor
-from crawler.fetcher import HTML_TYPES, Fetcher
-from crawler.frontier import Frontier, lease_deadline
-from crawler.links import LinkPolicy
-from crawler.lock import exclusive
-from crawler.parseproc import ParserProcesses, process_count
-from crawler.politeness import MAX_CRAWL_DELAY_S, HostGate, RobotsCache
-from crawler.pool import StreamingPool
-from crawler.progress import Progress
+from crawler.fetch.fetcher import HTML_TYPES, Fetcher
+from crawler.fetch.gate import MAX_CRAWL_DELAY_S, HostGate, RobotsCache
+from crawler.fetch.robots import fetch_robots, robots_fetch_settings
+from crawler.parse.extract import Extractor
+from crawler.parse.links import LinkPolicy
+from crawler.parse.processes import ParserProcesses, process_count
 from crawler.records import CrawlStatus, FetchTask, PageResult
-from crawler.robots import fetch_robots, robots_fetch_settings
+from crawler.run.engine import CrawlStats, Engine, Limits
+from crawler.run.frontier import Frontier, lease_deadline
+from crawler.run.pool import StreamingPool
+from crawler.run.progress import Progress
+from crawler.run.work import PageWorker, SitemapReader
 from crawler.seeds import Seed, SeedProblem, read_seed_file
+from crawler.store.claims import claim as claim_local
+from crawler.store.claims import claim_shared, recover
+from crawler.store.db import database_url, is_sqlite, make_engine, open_database
+from crawler.store.discovered import add_seeds, pending_work, queued_count, seed_hosts
+from crawler.store.hosts import cached_robots
+from crawler.store.lock import exclusive
+from crawler.store.runs import due_counts as count_due
+from crawler.store.runs import (
+    finish_crawl,
+    latest_settings,
+    mark_due,
+    next_due,
+    start_crawl,
+)
+from crawler.store.writer import Writer, utc_now
 from crawler.urls import Scope, canonicalize, host_key
-from crawler.work import PageWorker, SitemapReader
-from crawler.writer import Writer, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +175,15 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
 
     def take(conn: Connection, n: int, exclude: Collection[int], per_host: int) -> list[FetchTask]:
         if not shared:
-            return sql.claim(
+            return claim_local(
                 conn, n, exclude, lease_deadline(utc_now(), lease_s), per_host=per_host
             )
         # Many processes share this frontier: the database reserves each host's next slot,
         # and claims of dead workers come back when their leases expire.
         if time.monotonic() - last_recovery[0] > min(10.0, lease_s / 2):
             last_recovery[0] = time.monotonic()
-            sql.recover(conn, utc_now(), all_leases=False)
-        return sql.claim_shared(
+            recover(conn, utc_now(), all_leases=False)
+        return claim_shared(
             conn,
             n,
             delay=polite.delay,
@@ -187,7 +198,7 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
             tasks = take(conn, n, exclude, per_host)
             if robots is not None:  # a resumed crawl trusts robots.txt fetched earlier
                 unknown = {t.host for t in tasks if not robots.known(t.host)}
-                for host, body, at in sql.cached_robots(conn, unknown):
+                for host, body, at in cached_robots(conn, unknown):
                     robots.prime(host, body, (now - at).total_seconds())
             return tasks
 
@@ -227,7 +238,7 @@ def _progress(options: ProgressOptions | None, eng: Engine, db: Engine_) -> Prog
 
     def queued() -> int:
         with db.connect() as conn:
-            return sql.queued_count(conn)
+            return queued_count(conn)
 
     return Progress(
         eng.snapshot, queued=queued, live=options.live, interval_s=options.interval_s
@@ -295,7 +306,7 @@ def recrawl_passes(
                     wake = started + dt.timedelta(seconds=every_s)
                 else:
                     with engine.connect() as conn:
-                        due = sql.next_due(conn)
+                        due = next_due(conn)
                     wake = due or started + dt.timedelta(seconds=max_sleep_s)
                 wait = (wake - dt.datetime.now(dt.UTC)).total_seconds()
                 log.info("next recrawl pass at %s", wake.isoformat(timespec="seconds"))
@@ -311,7 +322,7 @@ def due_counts(db: str) -> dict[str, int] | None:
     engine = open_database(db)
     try:
         with engine.connect() as conn:
-            return sql.due_counts(conn, dt.datetime.now(dt.UTC))
+            return count_due(conn, dt.datetime.now(dt.UTC))
     finally:
         engine.dispose()
 
@@ -325,7 +336,7 @@ def wait_for_work(db: str, stop: threading.Event, poll_s: float = 5.0) -> bool:
     try:
         while True:
             with engine.connect() as conn:
-                if sql.pending_work(conn):
+                if pending_work(conn):
                     return True
             if stop.wait(poll_s):
                 return False
@@ -340,7 +351,7 @@ def stored_settings(db: str) -> tuple[int, dict[str, Any]] | None:
     engine = open_database(db)
     try:
         with engine.connect() as conn:
-            return sql.latest_settings(conn)
+            return latest_settings(conn)
     finally:
         engine.dispose()
 
@@ -365,7 +376,7 @@ def run_crawl(
     seed_only: bool = False,
 ) -> CrawlOutcome:
     """One run: a crawl of ``seed_path`` (and what the frontier holds), or a ``recrawl`` pass.
-    ``lock=False`` when the caller already holds the database (see :mod:`crawler.lock`)."""
+    ``lock=False`` when the caller already holds the database (see :mod:`crawler.store.lock`)."""
     seeds: Iterator[Seed] = iter(())
     if seed_path is not None:
         seeds = _valid_seeds(seed_path, on_seed_problem)
@@ -399,7 +410,7 @@ def _run(
     parts: Parts | None = None
     try:
         requeued = writer.run(
-            partial(sql.recover, now=utc_now(), all_leases=is_sqlite(config.store.db))
+            partial(recover, now=utc_now(), all_leases=is_sqlite(config.store.db))
         )
         if requeued:
             log.info("requeued %d URLs left fetching by an earlier run", requeued)
@@ -408,16 +419,14 @@ def _run(
         for batch in iter(lambda: list(itertools.islice(seeds, SEED_BATCH)), []):
             urls = [canonicalize(s.url, sort_query=sort_query, strip_tracking=strip) for s in batch]
             pairs = [(u, host_key(u), seed_kind(u)) for u in urls]
-            writer.run(partial(sql.add_seeds, seeds=pairs, now=utc_now(), hosts=writer.hosts))
+            writer.run(partial(add_seeds, seeds=pairs, now=utc_now(), hosts=writer.hosts))
             n_seeds += len(batch)
         due = None
         if recrawl is not None:
-            due = writer.run(
-                partial(sql.mark_due, due_before=recrawl.due_before, limit=recrawl.limit)
-            )
+            due = writer.run(partial(mark_due, due_before=recrawl.due_before, limit=recrawl.limit))
         crawl_id = writer.run(
             partial(
-                sql.start_crawl,
+                start_crawl,
                 seed_file=str(seed_path) if seed_path else None,
                 settings=as_dict(config),
                 now=utc_now(),
@@ -427,16 +436,14 @@ def _run(
         writer.crawl_id = crawl_id
         if seed_only:  # the run's row keeps the settings that workers will take up
             writer.run(
-                partial(
-                    sql.finish_crawl, crawl_id=crawl_id, status=CrawlStatus.FINISHED, now=utc_now()
-                )
+                partial(finish_crawl, crawl_id=crawl_id, status=CrawlStatus.FINISHED, now=utc_now())
             )
-            queued = writer.run(sql.queued_count)
+            queued = writer.run(queued_count)
             return CrawlOutcome(
                 crawl_id, CrawlStatus.FINISHED, "seeded", CrawlStats(), queued, n_seeds
             )
         scope = Scope(
-            seed_hosts=writer.run(sql.seed_hosts),
+            seed_hosts=writer.run(seed_hosts),
             allowed_domains=config.scope.allowed_domains,
             follow_external=config.scope.follow_external,
             include=config.scope.include,
@@ -473,8 +480,8 @@ def _run(
         if status is CrawlStatus.RUNNING:
             status = CrawlStatus.FAILED
         if writer.error is None:
-            writer.run(partial(sql.finish_crawl, crawl_id=crawl_id, status=status, now=utc_now()))
-            queued_left = writer.run(sql.queued_count)
+            writer.run(partial(finish_crawl, crawl_id=crawl_id, status=status, now=utc_now()))
+            queued_left = writer.run(queued_count)
         else:
             queued_left = -1
         writer.close()

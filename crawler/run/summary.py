@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shlex
 
-from crawler.db import is_sqlite
 from crawler.records import CrawlStatus
-from crawler.runner import CrawlOutcome
+from crawler.run.runner import CrawlOutcome
+from crawler.store.db import is_sqlite
 
 
 def _size(n: int) -> str:

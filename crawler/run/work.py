@@ -19,12 +19,20 @@ from typing import BinaryIO, cast
 from crawler import errors
 from crawler.config import ScheduleSettings
 from crawler.errors import ErrorKind, http_status_message
-from crawler.extract import Extractor
-from crawler.fetcher import FetchOutcome
-from crawler.links import LinkPolicy, follow_links
-from crawler.parseproc import ParseFailed, ParserProcesses
-from crawler.parser import HTML_TYPES, parse_html
-from crawler.politeness import RobotsCache
+from crawler.fetch.fetcher import FetchOutcome
+from crawler.fetch.gate import RobotsCache
+from crawler.fetch.robots import RobotsPolicy
+from crawler.parse.extract import Extractor
+from crawler.parse.links import LinkPolicy, follow_links
+from crawler.parse.processes import ParseFailed, ParserProcesses
+from crawler.parse.sitemaps import (
+    SitemapError,
+    SitemapRef,
+    SitemapUrl,
+    parse_sitemap,
+    priority_rank,
+)
+from crawler.parse.soup import HTML_TYPES, parse_html
 from crawler.records import (
     ErrorRecord,
     FetchResult,
@@ -38,9 +46,7 @@ from crawler.records import (
     SitemapEntry,
     URLState,
 )
-from crawler.robots import RobotsPolicy
 from crawler.schedule import Visit, history_of, plan
-from crawler.sitemaps import SitemapError, SitemapRef, SitemapUrl, parse_sitemap, priority_rank
 from crawler.urls import canonicalize, host_key, without_userinfo
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from crawler.db import database_url, is_sqlite
 from crawler.errors import CrawlerError
+from crawler.store.db import database_url, is_sqlite
 
 RECRAWL_LOCK_KEY = 0x72656372  # "recr"
 

@@ -30,9 +30,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from crawler import sql
 from crawler.config import StoreSettings
 from crawler.records import PageResult, SitemapChunk
+from crawler.store.hosts import HostCache
+from crawler.store.results import store_results, store_sitemap_entries
 
 Item = PageResult | SitemapChunk
 
@@ -81,7 +82,7 @@ class Writer:
         self._now = now
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, settings.queue_size))
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
-        self.hosts = sql.HostCache()
+        self.hosts = HostCache()
         """The writer thread's host-id cache; jobs run through :meth:`call` may use it."""
         self.error: BaseException | None = None
         self.batches = 0
@@ -184,9 +185,9 @@ class Writer:
                 now = self._now()
                 chunks = [p for p in pending if isinstance(p, SitemapChunk)]
                 if chunks:
-                    sql.store_sitemap_entries(conn, chunks, now, self.hosts)
+                    store_sitemap_entries(conn, chunks, now, self.hosts)
                 results = [p for p in pending if isinstance(p, PageResult)]
-                sql.store_results(
+                store_results(
                     conn,
                     self.crawl_id,
                     results,

@@ -29,8 +29,8 @@ from typing import IO, Any
 
 from sqlalchemy import JSON, Connection, inspect
 
-from crawler.db import is_sqlite
 from crawler.errors import UsageError
+from crawler.store.db import is_sqlite
 from crawler.tools import TOOLS
 from crawler.tools.query import guard, output_closed_ok, stream, write
 from crawler.tools.readonly import connect, sqlite_path

@@ -20,8 +20,8 @@ from typing import IO, Any
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import make_url
 
-from crawler.db import database_url, is_sqlite
 from crawler.errors import DatabaseError
+from crawler.store.db import database_url, is_sqlite
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
