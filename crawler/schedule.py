@@ -33,10 +33,39 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Final
 
 from crawler.config import ScheduleSettings
-from crawler.parse.sitemaps import changefreq_seconds
 from crawler.records import FetchTask, Plan
+
+#: The values ``<changefreq>`` may take (sitemaps.org), each lowercased.
+CHANGEFREQS: Final = frozenset(
+    {"always", "hourly", "daily", "weekly", "monthly", "yearly", "never"}
+)
+#: The interval :func:`changefreq_seconds` gives ``always``: a page that claims to change at every
+#: request is not fetched more often than an ``hourly`` one.
+ALWAYS_FLOOR_S: Final = 3600.0
+_CHANGEFREQ_SECONDS: Final[dict[str, float | None]] = {
+    "always": ALWAYS_FLOOR_S,
+    "hourly": 3600.0,
+    "daily": 86_400.0,
+    "weekly": 604_800.0,
+    "monthly": 2_592_000.0,  # 30 days
+    "yearly": 31_536_000.0,  # 365 days
+    "never": None,
+}
+
+
+def changefreq_seconds(changefreq: str) -> float | None:
+    """The recrawl interval a ``<changefreq>`` hints at, in seconds; None for none.
+
+    ``hourly`` 3,600; ``daily`` 86,400; ``weekly`` 604,800; ``monthly`` 30 days; ``yearly``
+    365 days; ``always`` :data:`ALWAYS_FLOOR_S` (one hour: a hint is no reason to refetch a page
+    continuously); ``never`` (an archived page) and anything unknown: None, so the caller keeps
+    its own schedule. Case and outer whitespace are ignored.
+    """
+    return _CHANGEFREQ_SECONDS.get(changefreq.strip().lower())
+
 
 INC_RATE = 0.4
 """Nutch ``db.fetch.schedule.adaptive.inc_rate``: growth of the interval of an unchanged page."""

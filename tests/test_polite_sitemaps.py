@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.parse.sitemaps import priority_rank
+from crawler.parse.sitemap_fields import priority_rank
 from tests.crawlkit import crawl, query
 from tests.siteserver import Page, loopback_hosts
 from tests.test_politeness import POLITE, gets, layer, links_page, robots, url_states

@@ -15,16 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from crawler.parse.sitemap_fields import parse_lastmod, priority_rank
 from crawler.parse.sitemaps import (
-    ALWAYS_FLOOR_S,
     SitemapError,
     SitemapRef,
     SitemapUrl,
-    changefreq_seconds,
-    parse_lastmod,
     parse_sitemap,
-    priority_rank,
 )
+from crawler.schedule import ALWAYS_FLOOR_S, changefreq_seconds
 
 BASE = "https://example.com/sitemap.xml"
 NS = "http://www.sitemaps.org/schemas/sitemap/0.9"

@@ -55,54 +55,31 @@ been yielded by then; the caller records a ``parse`` error and keeps them.
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import gzip
 import io
 import logging
-import math
-import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, BinaryIO, Final
 
 from lxml import etree
 
+from crawler.parse.sitemap_fields import parse_lastmod, parse_rfc822, read_changefreq, read_priority
 from crawler.urls import canonicalize, resolve_link
 
 __all__ = [
-    "ALWAYS_FLOOR_S",
-    "CHANGEFREQS",
     "MAX_URL_CHARS",
     "SitemapError",
     "SitemapRef",
     "SitemapUrl",
-    "changefreq_seconds",
-    "parse_lastmod",
     "parse_sitemap",
-    "priority_rank",
 ]
 
 log = logging.getLogger(__name__)
 
-#: The values ``<changefreq>`` may take (sitemaps.org), each lowercased.
-CHANGEFREQS: Final = frozenset(
-    {"always", "hourly", "daily", "weekly", "monthly", "yearly", "never"}
-)
-#: The interval :func:`changefreq_seconds` gives ``always``: a page that claims to change at every
-#: request is not fetched more often than an ``hourly`` one.
-ALWAYS_FLOOR_S: Final = 3600.0
-_CHANGEFREQ_SECONDS: Final[dict[str, float | None]] = {
-    "always": ALWAYS_FLOOR_S,
-    "hourly": 3600.0,
-    "daily": 86_400.0,
-    "weekly": 604_800.0,
-    "monthly": 2_592_000.0,  # 30 days
-    "yearly": 31_536_000.0,  # 365 days
-    "never": None,
-}
 #: The longest ``<loc>`` (or text line) read as a URL; the protocol's limit is 2,048.
 MAX_URL_CHARS: Final = 65536
 _MIB: Final = 1 << 20
@@ -114,15 +91,6 @@ _WHITESPACE: Final = b" \t\r\n\f\v"
 _ATOM: Final = "{http://www.w3.org/2005/Atom}"
 # Every tag iterparse reports; which one is an entry depends on the root (see _Kind).
 _ENTRY_TAGS: Final = ("{*}url", "{*}sitemap", "{}item", f"{_ATOM}entry")
-
-# W3C datetime (www.w3.org/TR/NOTE-datetime): YYYY, YYYY-MM, YYYY-MM-DD, then optionally
-# Thh:mm[:ss[.s+]] and a zone (Z or ±hh:mm). Leniently also: a space or lowercase t/z, ±hhmm
-# and ±hh, a comma before fractions, and no zone at all (read as UTC).
-_W3C_DATETIME: Final = re.compile(
-    r"(\d{4})(?:-(\d{2})(?:-(\d{2})"
-    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
-    r"\s*(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?)?)?)?"
-)
 
 
 class SitemapError(ValueError):
@@ -151,98 +119,6 @@ class SitemapRef:
     """Canonical, http(s) only."""
     lastmod: datetime | None = None
     """Timezone-aware, in UTC; None when absent or invalid."""
-
-
-def changefreq_seconds(changefreq: str) -> float | None:
-    """The recrawl interval a ``<changefreq>`` hints at, in seconds; None for none.
-
-    ``hourly`` 3,600; ``daily`` 86,400; ``weekly`` 604,800; ``monthly`` 30 days; ``yearly``
-    365 days; ``always`` :data:`ALWAYS_FLOOR_S` (one hour: a hint is no reason to refetch a page
-    continuously); ``never`` (an archived page) and anything unknown: None, so the caller keeps
-    its own schedule. Case and outer whitespace are ignored.
-    """
-    return _CHANGEFREQ_SECONDS.get(changefreq.strip().lower())
-
-
-def priority_rank(priority: float | None) -> int:
-    """A ``<priority>`` as an integer ``urls.priority`` (the frontier serves higher first).
-
-    ``round_half_up(priority * 10) - 5``: 0.0 → -5, 0.1 → -4, ..., 0.5 → 0, ..., 1.0 → +5, so
-    the protocol's default (0.5) and a missing priority (None) rank with every URL found by a
-    link (0), a page its site calls important goes ahead of them, and an unimportant one after.
-    Values outside 0.0..1.0 are clamped; NaN counts as None.
-    """
-    if priority is None or math.isnan(priority):
-        return 0
-    clamped = min(max(priority, 0.0), 1.0)
-    return math.floor(clamped * 10 + 0.5) - 5
-
-
-@functools.lru_cache(maxsize=4096)  # real sitemaps repeat a few dates many times
-def parse_lastmod(text: str) -> datetime | None:
-    """A W3C datetime as an aware UTC datetime, or None if it is not one; never raises.
-
-    Missing parts are the earliest they can be (``2024`` is 2024-01-01T00:00Z); fractions of a
-    second beyond microseconds are cut; a time without a zone is read as UTC (the protocol
-    requires a zone; we are lenient).
-    """
-    match = _W3C_DATETIME.fullmatch(text.strip())
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
-    try:
-        offset = timedelta()
-        if sign is not None:
-            offset_minutes = int(off_m or "0")
-            if offset_minutes > 59:
-                return None
-            offset = timedelta(hours=int(off_h), minutes=offset_minutes)
-            if sign == "-":
-                offset = -offset
-        parsed = datetime(
-            int(year),
-            int(month or "1"),
-            int(day or "1"),
-            int(hour or "0"),
-            int(minute or "0"),
-            int(second or "0"),
-            int((fraction or "0")[:6].ljust(6, "0")),
-            tzinfo=UTC if zulu or sign is None else timezone(offset),
-        )
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # month 13, hour 24, offset ±24h, year 1 minus an hour
-        return None
-
-
-def _parse_rfc822(text: str) -> datetime | None:
-    """An RSS ``pubDate`` (RFC 822) as an aware UTC datetime; None if it is not one."""
-    try:
-        parsed = email.utils.parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:  # "-0000": the zone is unknown
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-
-
-def _changefreq(text: str | None) -> str | None:
-    if text is None:
-        return None
-    value = text.strip().lower()
-    return value if value in CHANGEFREQS else None
-
-
-def _priority(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if 0.0 <= value <= 1.0 else None  # NaN fails both comparisons
 
 
 class _Prefixed:
@@ -463,8 +339,8 @@ def _read_url(entry: Any, canon: _Canon, fields: dict[str, str]) -> SitemapUrl |
     return SitemapUrl(
         url,
         parse_lastmod(lastmod) if lastmod is not None else None,
-        _changefreq(found.get("changefreq")),
-        _priority(found.get("priority")),
+        read_changefreq(found.get("changefreq")),
+        read_priority(found.get("priority")),
     )
 
 
@@ -483,7 +359,7 @@ def _read_rss_item(entry: Any, canon: _Canon, fields: dict[str, str]) -> Sitemap
     if url is None:
         return None
     pub_date = found.get("lastmod")
-    return SitemapUrl(url, _parse_rfc822(pub_date) if pub_date is not None else None)
+    return SitemapUrl(url, parse_rfc822(pub_date) if pub_date is not None else None)
 
 
 def _read_atom_entry(entry: Any, canon: _Canon, fields: dict[str, str]) -> SitemapUrl | None:

@@ -25,12 +25,12 @@ from crawler.fetch.robots import RobotsPolicy
 from crawler.parse.extract import Extractor
 from crawler.parse.links import LinkPolicy, follow_links
 from crawler.parse.processes import ParseFailed, ParserProcesses
+from crawler.parse.sitemap_fields import priority_rank
 from crawler.parse.sitemaps import (
     SitemapError,
     SitemapRef,
     SitemapUrl,
     parse_sitemap,
-    priority_rank,
 )
 from crawler.parse.soup import HTML_TYPES, parse_html
 from crawler.records import (
