@@ -15,6 +15,9 @@ from typing import Any, NamedTuple
 
 from crawler.errors import ErrorKind
 
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+"""The media types fetched in full and parsed as HTML (other types: headers only)."""
+
 
 class URLState(enum.StrEnum):
     """Stored by value in ``urls.state``: the public contract."""

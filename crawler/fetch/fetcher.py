@@ -106,15 +106,14 @@ from crawler.fetch.netguard import (
     guarded_pool_classes,
     sent_hook,
 )
-from crawler.records import ErrorRecord, FetchResult
+from crawler.records import HTML_TYPES, ErrorRecord, FetchResult
 
-__all__ = ["HTML_TYPES", "FetchOutcome", "Fetcher", "PrivateAddressError", "parse_retry_after"]
+__all__ = ["FetchOutcome", "Fetcher", "PrivateAddressError", "parse_retry_after"]
 
 logger = logging.getLogger(__name__)
 
 ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
 ACCEPT_ENCODING = "gzip, deflate"
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024

@@ -49,6 +49,13 @@ class _Rule:
         return None if value is None else str(value)
 
 
+def needs_tree(extractor: Extractor | None) -> bool:
+    """Whether pages must be parsed into a BeautifulSoup document on the crawl's process: only
+    extraction rules and the hook read one. Without that, pages take the lxml fast path and may
+    go to parser processes. The one place this is decided."""
+    return extractor is not None and bool(extractor)
+
+
 class Extractor:
     """Applies every rule whose ``url_pattern`` matches, then the hook."""
 

@@ -19,12 +19,11 @@ import lxml.html
 from bs4.dammit import UnicodeDammit
 from lxml import etree
 
-from crawler.records import Link, ParsedPage
-from crawler.urls import resolve, resolve_link, without_userinfo
+from crawler.parse.common import BOILERPLATE, INVISIBLE, PageReader, content_hash
+from crawler.records import ParsedPage
+from crawler.urls import resolve
 
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
-_INVISIBLE = frozenset({"script", "style", "noscript", "template", "head", "title"})
-_BOILERPLATE = _INVISIBLE | {"nav", "header", "footer", "aside", "form", "button", "select"}
 
 
 def decode(body: bytes, charset: str | None) -> str | None:
@@ -77,7 +76,7 @@ def squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def normalized(root: etree._Element, skip: frozenset[str] = _INVISIBLE) -> str:
+def normalized(root: etree._Element, skip: frozenset[str] = INVISIBLE) -> str:
     return squash(" ".join(_texts(root, skip)))
 
 
@@ -120,46 +119,26 @@ def parse_fast(
             base = resolve(url, href) or url
             break
 
-    robots: set[str] = set()
-    canonical: str | None = None
-    nofollow_by_url: dict[str, bool] = {}
+    reader = PageReader(base, sort_query=sort_query, strip_tracking=strip_tracking)
     for node in root.iter("meta", "link", "a", "area"):
         tag = node.tag
         if tag == "meta":
-            if (node.get("name") or "").strip().lower() == "robots":
-                robots.update(t.strip() for t in (node.get("content") or "").lower().split(","))
+            reader.meta(node.get("name"), node.get("content"))
             continue
         href = node.get("href")
         if href is None:
             continue
-        rel = {t.lower() for t in (node.get("rel") or "").split()}
         if tag == "link":
-            if canonical is None and "canonical" in rel:
-                canonical = resolve_link(
-                    base, href, sort_query=sort_query, strip_tracking=strip_tracking
-                )
-            continue
-        target = resolve_link(base, href, sort_query=sort_query, strip_tracking=strip_tracking)
-        if target is None:
-            continue
-        target = without_userinfo(target)
-        nofollow = "nofollow" in rel
-        nofollow_by_url[target] = nofollow_by_url.get(target, True) and nofollow
-    if "none" in robots:
-        robots.update({"noindex", "nofollow"})
+            reader.canonical_link(href, node.get("rel"))
+        else:
+            reader.link(href, node.get("rel"))
 
     visible = normalized(root)
     if "\x1a" in visible:
         return None  # libxml2 substituted characters it could not take: let bs4 read it
-    from crawler.parse.soup import content_hash  # the one hash function
-
-    page = ParsedPage(
+    page = reader.page(
         title=title,
-        links=tuple(Link(u, nf) for u, nf in nofollow_by_url.items()),
-        canonical_url=canonical,
-        noindex="noindex" in robots,
-        nofollow="nofollow" in robots,
-        content_hash=content_hash(visible),
-        text=normalized(root, _BOILERPLATE) if keep_text else None,
+        digest=content_hash(visible),
+        text=normalized(root, BOILERPLATE) if keep_text else None,
     )
     return page, visible

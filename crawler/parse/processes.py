@@ -86,6 +86,26 @@ Request = tuple[bytes, str, "str | None", int]
 """body, final URL, charset, depth of the page's URL."""
 
 
+WIRE_FIELDS = ("title", "canonical_url", "noindex", "nofollow", "content_hash", "text")
+"""The :class:`ParsedPage` fields a child sends, in this order, beside the page's links (plain
+tuples: pickling slotted dataclasses costs far more than tuples, docs/architecture.md)."""
+
+
+def to_wire(page: ParsedPage, new: tuple[NewLink, ...]) -> tuple[Any, ...]:
+    """A parsed page and its new links as the child's ``("ok", ...)`` reply."""
+    fields = tuple(getattr(page, name) for name in WIRE_FIELDS)
+    return ("ok", fields, [tuple(link) for link in page.links], [tuple(n) for n in new])
+
+
+def from_wire(reply: tuple[Any, ...]) -> tuple[ParsedPage, tuple[NewLink, ...]]:
+    """The inverse of :func:`to_wire`."""
+    _, fields, links, new = reply
+    page = ParsedPage(
+        links=tuple(Link(u, nf) for u, nf in links), **dict(zip(WIRE_FIELDS, fields, strict=True))
+    )
+    return page, tuple(NewLink(*n) for n in new)
+
+
 def parse_request(policy: LinkPolicy, keep_text: bool, request: Request) -> tuple[Any, ...]:
     """One page, as the child answers it: ``("ok", page fields, page links, new links)`` or
     ``("error", message)``."""
@@ -104,16 +124,7 @@ def parse_request(policy: LinkPolicy, keep_text: bool, request: Request) -> tupl
         )
     except Exception as exc:
         return ("error", errors.describe(exc))
-    fields = (
-        page.title,
-        page.canonical_url,
-        page.noindex,
-        page.nofollow,
-        page.content_hash,
-        page.text,
-    )
-    new = follow_links(policy, depth, page)
-    return ("ok", fields, [tuple(link) for link in page.links], [tuple(n) for n in new])
+    return to_wire(page, follow_links(policy, depth, page))
 
 
 def _serve() -> None:
@@ -329,18 +340,7 @@ class ParserProcesses:
             raise ParseFailed(f"parser process {how} while parsing this page") from reply
         if reply[0] != "ok":
             raise ParseFailed(reply[1])
-        _, fields, links, new = reply
-        title, canonical, noindex, nofollow, content_hash, text = fields
-        page = ParsedPage(
-            title,
-            tuple(Link(u, nf) for u, nf in links),
-            canonical,
-            noindex,
-            nofollow,
-            content_hash,
-            text,
-        )
-        return page, tuple(NewLink(*n) for n in new)
+        return from_wire(reply)
 
     def _retire(self, child: _Child, exc: BaseException) -> None:
         """A child ended (or failed to start): fail the pages it held, and reap it."""

@@ -14,7 +14,6 @@ sees do not count as changes: comments, ``<script>``, ``<style>``, ``<noscript>`
 from __future__ import annotations
 
 import codecs
-import hashlib
 import re
 import warnings
 from collections.abc import Callable, Iterable
@@ -24,20 +23,15 @@ from bs4 import BeautifulSoup, Comment, MarkupResemblesLocatorWarning, Tag
 from bs4.dammit import EncodingDetector
 from bs4.element import NavigableString
 
+from crawler.parse.common import BOILERPLATE, INVISIBLE, PageReader, content_hash
 from crawler.parse.fast import parse_fast
-from crawler.records import Link, ParsedPage
-from crawler.urls import resolve, resolve_link, without_userinfo
+from crawler.records import ParsedPage
+from crawler.urls import resolve
 
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-_INVISIBLE = frozenset({"script", "style", "noscript", "template", "head", "title"})
 _WS = re.compile(r"\s+")
 _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE)
 
 warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
-
-
-def is_html(content_type: str | None) -> bool:
-    return content_type in HTML_TYPES
 
 
 def _attr(tag: Tag, name: str) -> str | None:
@@ -49,28 +43,7 @@ def _attr(tag: Tag, name: str) -> str | None:
     return str(value)
 
 
-def _rel_tokens(tag: Tag) -> set[str]:
-    rel = _attr(tag, "rel")
-    return {t.lower() for t in rel.split()} if rel else set()
-
-
-def _meta_robots(soup: BeautifulSoup) -> set[str]:
-    tokens: set[str] = set()
-    for meta in soup.find_all("meta"):
-        if (_attr(meta, "name") or "").strip().lower() != "robots":
-            continue
-        content = (_attr(meta, "content") or "").lower()
-        tokens.update(t.strip() for t in content.split(","))
-    if "none" in tokens:
-        tokens.update({"noindex", "nofollow"})
-    return tokens
-
-
-_BOILERPLATE = _INVISIBLE | {"nav", "header", "footer", "aside", "form", "button", "select"}
-"""Left out of ``keep_text``'s page text as well: navigation and chrome, not content."""
-
-
-def _visible_text(soup: BeautifulSoup, skip: frozenset[str] = _INVISIBLE) -> Iterable[str]:
+def _visible_text(soup: BeautifulSoup, skip: frozenset[str] = INVISIBLE) -> Iterable[str]:
     # Strings anywhere inside an invisible element, not only its direct children: lxml parses
     # ``<noscript><p>...</p></noscript>`` into elements.
     hidden: set[int] = set()
@@ -93,7 +66,7 @@ def normalized_text(soup: BeautifulSoup) -> str:
 
 def page_text(soup: BeautifulSoup) -> str:
     """What a reader reads: visible text without navigation, headers, footers and forms."""
-    return _WS.sub(" ", " ".join(_visible_text(soup, _BOILERPLATE))).strip()
+    return _WS.sub(" ", " ".join(_visible_text(soup, BOILERPLATE))).strip()
 
 
 _NON_ASCII_DECODED = re.compile("[^\x00-\x7f\ufffd]")
@@ -133,10 +106,6 @@ def usable_charset(charset: str | None) -> str | None:
 _UNUSABLE_CODECS = frozenset(
     {"idna", "punycode", "undefined", "raw_unicode_escape", "unicode_escape"}
 )
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def parse_html(
@@ -182,43 +151,18 @@ def parse_html(
     if isinstance(base_tag, Tag):
         base = resolve(url, _attr(base_tag, "href") or "") or url
 
-    robots = _meta_robots(soup)
-
-    canonical: str | None = None
+    reader = PageReader(base, sort_query=sort_query, strip_tracking=strip_tracking)
+    for meta in soup.find_all("meta"):
+        reader.meta(_attr(meta, "name"), _attr(meta, "content"))
     for tag in soup.find_all("link", href=True):
-        if "canonical" in _rel_tokens(tag):
-            canonical = resolve_link(
-                base,
-                _attr(tag, "href") or "",
-                sort_query=sort_query,
-                strip_tracking=strip_tracking,
-            )
-            break
-
-    nofollow_by_url: dict[str, bool] = {}
+        reader.canonical_link(_attr(tag, "href") or "", _attr(tag, "rel"))
     for tag in soup.find_all(("a", "area"), href=True):
-        target = resolve_link(
-            base, _attr(tag, "href") or "", sort_query=sort_query, strip_tracking=strip_tracking
-        )
-        if target is None:
-            continue
-        target = without_userinfo(target)
-        nofollow = "nofollow" in _rel_tokens(tag)
-        # A URL linked both ways on one page is followable: nofollow only if every link says so.
-        nofollow_by_url[target] = nofollow_by_url.get(target, True) and nofollow
+        reader.link(_attr(tag, "href") or "", _attr(tag, "rel"))
 
     # Read everything the crawler needs before the extractor runs: a hook may change the soup.
     digest = content_hash(normalized_text(soup))
     text = page_text(soup) if keep_text else None
     data, problems = extract(soup) if extract is not None else (None, ())
-    return ParsedPage(
-        title=title or None,
-        links=tuple(Link(u, nf) for u, nf in nofollow_by_url.items()),
-        canonical_url=canonical,
-        noindex="noindex" in robots,
-        nofollow="nofollow" in robots,
-        content_hash=digest,
-        text=text,
-        data=data,
-        extract_errors=problems,
+    return reader.page(
+        title=title or None, digest=digest, text=text, data=data, extract_errors=problems
     )

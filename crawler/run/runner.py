@@ -25,13 +25,13 @@ from sqlalchemy import Engine as Engine_
 
 from crawler.config import Config, FetchSettings, as_dict
 from crawler.errors import SeedFileError
-from crawler.fetch.fetcher import HTML_TYPES, Fetcher
+from crawler.fetch.fetcher import Fetcher
 from crawler.fetch.gate import MAX_CRAWL_DELAY_S, HostGate, RobotsCache
 from crawler.fetch.robots import fetch_robots, robots_fetch_settings
-from crawler.parse.extract import Extractor
+from crawler.parse.extract import Extractor, needs_tree
 from crawler.parse.links import LinkPolicy
 from crawler.parse.processes import ParserProcesses, process_count
-from crawler.records import CrawlStatus, FetchTask, PageResult
+from crawler.records import HTML_TYPES, CrawlStatus, FetchTask, PageResult
 from crawler.run.engine import CrawlStats, Engine, Limits
 from crawler.run.frontier import Frontier, lease_deadline
 from crawler.run.pool import StreamingPool
@@ -153,7 +153,7 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Ev
     extractor = Extractor(config.extract)
     n_parsers = process_count(config.crawl.parse_processes)
     parsers = None
-    if n_parsers and not extractor:  # extraction rules run on this process's soup
+    if n_parsers and not needs_tree(extractor):  # extraction reads this process's soup
         parsers = ParserProcesses(n_parsers, links, keep_text=config.store.keep_text)
     worker = PageWorker(
         page_fetcher.fetch,

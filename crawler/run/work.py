@@ -22,7 +22,7 @@ from crawler.errors import ErrorKind, http_status_message
 from crawler.fetch.fetcher import FetchOutcome
 from crawler.fetch.gate import RobotsCache
 from crawler.fetch.robots import RobotsPolicy
-from crawler.parse.extract import Extractor
+from crawler.parse.extract import Extractor, needs_tree
 from crawler.parse.links import LinkPolicy, follow_links
 from crawler.parse.processes import ParseFailed, ParserProcesses
 from crawler.parse.sitemap_fields import priority_rank
@@ -32,8 +32,9 @@ from crawler.parse.sitemaps import (
     SitemapUrl,
     parse_sitemap,
 )
-from crawler.parse.soup import HTML_TYPES, parse_html
+from crawler.parse.soup import parse_html
 from crawler.records import (
+    HTML_TYPES,
     ErrorRecord,
     FetchResult,
     FetchTask,
@@ -122,7 +123,7 @@ class PageWorker:
         self._robots_takes_a_slot = robots_takes_a_slot
         """Shared database: a host's reserved slot covers one request, so a task that had to
         fetch robots.txt goes back to the frontier and its page waits for the next slot."""
-        self._extractor = extractor if extractor else None
+        self._extractor = extractor
         self._parsers = parsers
         """Parser processes (``[crawl] parse_processes``), used when no extraction rule needs a
         BeautifulSoup document here."""
@@ -258,7 +259,7 @@ class PageWorker:
     ) -> tuple[ParsedPage, tuple[NewLink, ...]]:
         """The page and its links: in a parser process when one is ready and no extraction
         rule needs this process's BeautifulSoup document, else on this thread."""
-        extractor = self._extractor
+        extractor = self._extractor if needs_tree(self._extractor) else None
         if self._parsers is not None and extractor is None:
             done = self._parsers.parse(body, r.final_url, r.charset, task.depth)
             if done is not None:
