@@ -40,7 +40,7 @@ def test_a_full_pool_is_waited_on_not_polled() -> None:
     """100 hosts ready, one slow fetch at a time: the dispatcher sleeps until it completes
     (a ready host once made it call ``completed(timeout=0)`` in a busy loop)."""
     store = FakeStore([task(i, host=i) for i in range(100)])
-    frontier = Frontier(PolitenessSettings(delay=0, per_host_concurrency=1), store.claim)
+    frontier = Frontier(PolitenessSettings(delay=0, per_host_concurrency=1), store)
 
     def fetch(t: FetchTask) -> PageResult:
         time.sleep(0.25)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future
 
 from crawler.config import PolitenessSettings
@@ -24,6 +24,7 @@ class FakeStore:
     def __init__(self, tasks: list[FetchTask]) -> None:
         self.tasks = tasks
         self.claims: list[tuple[int, set[int]]] = []
+        self.given_back: list[FetchTask] = []
 
     def claim(self, n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
         self.claims.append((n, set(exclude)))
@@ -37,6 +38,9 @@ class FakeStore:
         fut: Future[list[FetchTask]] = Future()
         fut.set_result(picked)
         return fut
+
+    def give_back(self, tasks: Sequence[FetchTask], *, wait: bool = False) -> None:
+        self.given_back.extend(tasks)
 
 
 def task(i: int, host: int) -> FetchTask:
@@ -55,7 +59,7 @@ def drain_ready(frontier: Frontier) -> list[FetchTask]:
 def test_delay_and_concurrency_per_host() -> None:
     clock = FakeClock()
     store = FakeStore([task(i, 1) for i in range(5)])
-    f = Frontier(PolitenessSettings(delay=1.0, per_host_concurrency=2), store.claim, clock=clock)
+    f = Frontier(PolitenessSettings(delay=1.0, per_host_concurrency=2), store, clock=clock)
     first = drain_ready(f)
     assert [t.url_id for t in first] == [0]  # delay: one start per second
     clock.now += 0.5
@@ -72,7 +76,7 @@ def test_waiting_host_does_not_block_others() -> None:
     clock = FakeClock()
     tasks = [task(i, 1) for i in range(3)] + [task(10 + i, 2) for i in range(3)]
     store = FakeStore(tasks)
-    f = Frontier(PolitenessSettings(delay=10.0, per_host_concurrency=5), store.claim, clock=clock)
+    f = Frontier(PolitenessSettings(delay=10.0, per_host_concurrency=5), store, clock=clock)
     got = drain_ready(f)
     assert sorted(t.host_id for t in got) == [1, 2]  # one from each host, nobody waits for host 1
     assert f.wait_time() == 10.0
@@ -81,7 +85,7 @@ def test_waiting_host_does_not_block_others() -> None:
 def test_retry_after_pushes_the_host_back() -> None:
     clock = FakeClock()
     store = FakeStore([task(i, 1) for i in range(3)])
-    f = Frontier(PolitenessSettings(delay=0.0, per_host_concurrency=1), store.claim, clock=clock)
+    f = Frontier(PolitenessSettings(delay=0.0, per_host_concurrency=1), store, clock=clock)
     [t] = drain_ready(f)
     f.done(t, retry_after_s=30)
     assert drain_ready(f) == []
@@ -94,7 +98,7 @@ def test_retry_after_pushes_the_host_back() -> None:
 def test_exhausted_only_after_an_empty_claim_that_saw_every_result() -> None:
     clock = FakeClock()
     store = FakeStore([task(1, 1)])
-    f = Frontier(PolitenessSettings(delay=0.0), store.claim, clock=clock)
+    f = Frontier(PolitenessSettings(delay=0.0), store, clock=clock)
     [t] = drain_ready(f)
     f.done(t)
     f.note_result()
@@ -113,7 +117,7 @@ def test_one_big_host_cannot_starve_the_others() -> None:
     store = FakeStore([task(i, 1) for i in range(100)] + [task(1000 + h, h) for h in range(2, 6)])
     f = Frontier(
         PolitenessSettings(delay=60.0),
-        store.claim,
+        store,
         clock=clock,
         buffer_size=64,
         per_host_buffer=4,
@@ -123,9 +127,9 @@ def test_one_big_host_cannot_starve_the_others() -> None:
     got += drain_ready(f)  # host 1 waits: the frontier claims past it
     assert sorted(t.host_id for t in got) == [1, 2, 3, 4, 5]
     assert any(1 in excluded for _, excluded in store.claims[1:])  # full host not claimed again
-    left = f.drain()
+    f.close()
     assert f.buffered == 0
-    assert {t.host_id for t in left} == {1}
+    assert {t.host_id for t in store.given_back} == {1}
 
 
 def test_idle_claims_back_off_while_they_come_back_empty() -> None:
@@ -133,7 +137,7 @@ def test_idle_claims_back_off_while_they_come_back_empty() -> None:
     to one a second) instead of running every 50 ms, and speed up again once one brings work."""
     clock = FakeClock()
     store = FakeStore([task(i, host=i) for i in range(50)])  # 50 hosts, one URL each
-    f = Frontier(PolitenessSettings(delay=20.0, per_host_concurrency=1), store.claim, clock=clock)
+    f = Frontier(PolitenessSettings(delay=20.0, per_host_concurrency=1), store, clock=clock)
     assert len(drain_ready(f)) == 50
     store.tasks.extend(task(100 + i, host=i) for i in range(50))  # each host's second page
     f.note_result()

@@ -96,6 +96,7 @@ import tenacity
 import urllib3.exceptions
 
 from crawler import errors
+from crawler.clock import utc_now
 from crawler.config import FetchSettings
 from crawler.errors import DeadlineError, ErrorKind, RedirectError
 from crawler.fetch import httpheaders
@@ -126,10 +127,6 @@ _WATCH_LATE_S = 0.05
 watch ends a few microseconds before its request's watch: waking the watchdog thread for it
 would cost a thread switch per page."""
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,7 +408,7 @@ class Fetcher:
         *,
         sleep: Callable[[float], object] = time.sleep,
         should_stop: Callable[[], bool] = lambda: False,
-        now: Callable[[], datetime] = _utc_now,
+        now: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         redirect_filter: Callable[[str], str | None] | None = None,

@@ -12,7 +12,6 @@ On the way out, URLs claimed but never started are given back to the frontier.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -22,13 +21,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from crawler import errors
+from crawler.clock import utc_now
 from crawler.records import CrawlStatus, ErrorRecord, FetchTask, PageResult, URLState
 from crawler.run.frontier import Frontier
 from crawler.run.pool import StreamingPool
 from crawler.run.progress import Snapshot
 from crawler.run.work import blocked_result
-from crawler.store.claims import release
-from crawler.store.writer import Writer, WriterFailed, utc_now
+from crawler.store.writer import Writer, WriterFailed
 from crawler.urls import host_key
 
 log = logging.getLogger(__name__)
@@ -186,8 +185,8 @@ class Engine:
                 wait = frontier.wait_time()
                 timeout = IDLE_WAIT_S if wait is None else min(wait, IDLE_WAIT_S)
             wake: list[Future[object]] = []
-            if frontier.pending_claim is not None:
-                wake.append(frontier.pending_claim)  # type: ignore[arg-type]
+            if frontier.claim_running is not None:
+                wake.append(frontier.claim_running)  # type: ignore[arg-type]
             if len(pool) or wake:
                 self._consume(pool.completed(timeout, wake=wake))
             else:
@@ -214,18 +213,14 @@ class Engine:
             log.debug("%s %s", f.status_code if f else result.state.value, task.url)
 
     def _take_from_frontier(self) -> None:
-        """Record the URLs the frontier found disallowed, and give back those it released."""
-        blocked, released = self._frontier.take()
-        for task in blocked:
+        """Record the URLs the frontier found disallowed."""
+        for task in self._frontier.take_blocked():
             result = blocked_result(task, utc_now())
             self.stats.add(result)
             try:
                 self._writer.put(result)
             except WriterFailed:
                 return
-        if released:
-            ids = [t.url_id for t in released]
-            self._writer.call(lambda conn: release(conn, ids))
 
     def snapshot(self) -> Snapshot:
         """The figures a progress display shows; read from another thread without a lock
@@ -256,15 +251,4 @@ class Engine:
                 break
             self._consume(self._pool.completed(min(IDLE_WAIT_S, left)))
         self._take_from_frontier()
-        unstarted += self._frontier.drain()
-        pending = self._frontier.pending_claim
-        if pending is not None:
-            with contextlib.suppress(Exception):  # a failed claim claimed nothing
-                unstarted += pending.result()
-            self._frontier.pending_claim = None
-        if unstarted and self._writer.error is None:
-            ids = [t.url_id for t in unstarted]
-            try:
-                self._writer.run(lambda conn: release(conn, ids))
-            except Exception as exc:  # the next run requeues them from their lease anyway
-                log.warning("could not release %d claimed URLs: %s", len(ids), exc)
+        self._frontier.close(unstarted)

@@ -8,21 +8,23 @@ ready soonest, in O(log hosts).
 
 Claims run on the writer thread (:meth:`crawler.store.writer.Writer.call`) and are
 *asynchronous*: when the buffer runs low a claim is started, and the dispatcher keeps consuming
-results while it runs (:attr:`pending_claim` is a future it can wait on). A claim submitted after
+results while it runs (:attr:`claim_running` is a future it can wait on). A claim submitted after
 the last result was queued for the writer sees every link that result found, which is what makes
-:meth:`exhausted` exact.
+:meth:`exhausted` exact. The frontier is the engine's only way to the claims: it starts them,
+and gives back (:meth:`ClaimSource.give_back`) what it will not hand out.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
 import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from crawler.config import PolitenessSettings
 from crawler.records import FetchTask
@@ -30,9 +32,19 @@ from crawler.records import FetchTask
 MAX_CLAIM_INTERVAL_S = 0.5
 """Longest a frontier with work in hand waits between two claims that came back empty."""
 
-ClaimFn = Callable[[int, Collection[int], int], "Future[list[FetchTask]]"]
-"""Start a claim of up to N URLs, excluding some host ids, at most M per host; the future
-yields the tasks."""
+
+class ClaimSource(Protocol):
+    """Where the frontier's URLs come from and go back to (in a crawl: writer jobs,
+    :class:`crawler.store.claims.WriterClaims`)."""
+
+    def claim(self, n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
+        """Start a claim of up to ``n`` URLs, excluding some host ids, at most ``per_host`` of a
+        host; the future yields the tasks."""
+        ...
+
+    def give_back(self, tasks: Sequence[FetchTask], *, wait: bool = False) -> None:
+        """Return claimed, unstarted URLs to the queue (``wait``: before returning)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -56,7 +68,7 @@ class Frontier:
     def __init__(
         self,
         politeness: PolitenessSettings,
-        claim: ClaimFn,
+        claims: ClaimSource,
         *,
         buffer_size: int = 4096,
         per_host_buffer: int = 8,
@@ -78,9 +90,9 @@ class Frontier:
         self._capped: set[int] = set()
         self.blocked: list[FetchTask] = []
         """Tasks found disallowed at hand-out, for the engine to record as blocked."""
-        self.released: list[FetchTask] = []
-        """Tasks of hosts that reached ``max_per_host``, for the engine to give back."""
-        self._claim = claim
+        self._released: list[FetchTask] = []
+        """Tasks of hosts that reached ``max_per_host``, to give back."""
+        self._claims = claims
         self._buffer_size = buffer_size
         self._per_host_buffer = per_host_buffer
         self._min_claim_interval_s = min_claim_interval_s
@@ -95,7 +107,7 @@ class Frontier:
         self._heap: list[tuple[float, int, int]] = []  # (ready_at, tiebreak, host_id)
         self._seq = itertools.count()
         self._buffered = 0
-        self.pending_claim: Future[list[FetchTask]] | None = None
+        self._pending: Future[list[FetchTask]] | None = None
         self._generation = 0
         """Bumped for every result that may have added links; a claim remembers the value."""
         self._claim_generation = -1
@@ -114,7 +126,7 @@ class Frontier:
         buffered host is ready (the buffer may hold only hosts that must wait: fetch others)."""
         self._absorb()
         if (
-            self.pending_claim is not None
+            self._pending is not None
             or self.claim_error is not None
             or self._empty_generation == self._generation
             or self._buffered >= self._buffer_size
@@ -133,16 +145,16 @@ class Frontier:
         self._claim_generation = self._generation
         full = [s.host_id for s in self._slots.values() if len(s.queue) >= self._per_host_buffer]
         full.extend(self._capped)
-        self.pending_claim = self._claim(
+        self._pending = self._claims.claim(
             min(self._buffer_size - self._buffered, 1024), full, self._per_host_buffer
         )
         self._absorb()  # a claim may answer at once
 
     def _absorb(self) -> None:
-        fut = self.pending_claim
+        fut = self._pending
         if fut is None or not fut.done():
             return
-        self.pending_claim = None
+        self._pending = None
         exc = fut.exception()
         if exc is not None:
             self.claim_error = exc
@@ -180,7 +192,7 @@ class Frontier:
 
     def _add(self, task: FetchTask) -> None:
         if task.host_id in self._capped:
-            self.released.append(task)
+            self._released.append(task)
             return
         slot = self._slot(task)
         slot.queue.append(task)
@@ -229,7 +241,7 @@ class Frontier:
         n = self._handed[slot.host_id] = self._handed.get(slot.host_id, 0) + 1
         if n >= self._max_per_host:
             self._capped.add(slot.host_id)
-            self.released.extend(slot.queue)
+            self._released.extend(slot.queue)
             self._buffered -= len(slot.queue)
             slot.queue.clear()
 
@@ -245,17 +257,25 @@ class Frontier:
                     slot.queue.remove(task)
                     self._buffered -= 1
                     return True
-        if self.pending_claim is not None:
+        if self._pending is not None:
             if len(self._discarded) > 10_000:
                 self._discarded.clear()
             self._discarded.add(url)
         return False
 
-    def take(self) -> tuple[list[FetchTask], list[FetchTask]]:
-        """The tasks found blocked and the tasks released since the last call."""
-        blocked, released = self.blocked, self.released
-        self.blocked, self.released = [], []
-        return blocked, released
+    def take_blocked(self) -> list[FetchTask]:
+        """The tasks found blocked since the last call (for the engine to record); gives back
+        those released since (hosts that reached ``max_per_host``)."""
+        blocked, released = self.blocked, self._released
+        self.blocked, self._released = [], []
+        if released:
+            self._claims.give_back(released)
+        return blocked
+
+    @property
+    def claim_running(self) -> Future[list[FetchTask]] | None:
+        """The claim under way, if any: a future the dispatcher may wait on."""
+        return self._pending
 
     def wait_time(self) -> float | None:
         """Seconds until a buffered host becomes ready; None when none is waiting."""
@@ -296,12 +316,23 @@ class Frontier:
         self._poll_claim()
         return (
             self._buffered == 0
-            and self.pending_claim is None
+            and self._pending is None
             and self._empty_generation == self._generation
         )
 
-    def drain(self) -> list[FetchTask]:
-        """Take every buffered, unstarted task out (for the caller to release on shutdown)."""
+    def close(self, unstarted: Sequence[FetchTask] = ()) -> None:
+        """The crawl ends: give back ``unstarted`` (tasks handed out and never run), every
+        buffered task, what was released, and what a claim still under way brings."""
+        tasks = [*unstarted, *self._released, *self._drain()]
+        self._released = []
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with contextlib.suppress(Exception):  # a failed claim claimed nothing
+                tasks += pending.result()
+        if tasks:
+            self._claims.give_back(tasks, wait=True)
+
+    def _drain(self) -> list[FetchTask]:
         tasks = [t for s in self._slots.values() for t in s.queue]
         for slot in self._slots.values():
             slot.queue.clear()
@@ -310,7 +341,3 @@ class Frontier:
         for slot in self._slots.values():
             slot.in_heap = False
         return tasks
-
-
-def lease_deadline(now: dt.datetime, lease_s: float) -> dt.datetime:
-    return now + dt.timedelta(seconds=lease_s)

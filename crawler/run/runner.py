@@ -11,38 +11,27 @@ import datetime as dt
 import itertools
 import logging
 import threading
-import time
-from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection
 from sqlalchemy import Engine as Engine_
 
-from crawler.config import Config, FetchSettings, as_dict
+from crawler.clock import utc_now
+from crawler.config import Config, as_dict
 from crawler.errors import SeedFileError
-from crawler.fetch.fetcher import Fetcher
-from crawler.fetch.gate import MAX_CRAWL_DELAY_S, HostGate, RobotsCache
-from crawler.fetch.robots import fetch_robots, robots_fetch_settings
-from crawler.parse.extract import Extractor, needs_tree
-from crawler.parse.links import LinkPolicy
-from crawler.parse.processes import ParserProcesses, process_count
-from crawler.records import HTML_TYPES, CrawlStatus, FetchTask, PageResult
+from crawler.records import CrawlStatus, FetchTask, PageResult
+from crawler.run.compose import Parts, build_parts
 from crawler.run.engine import CrawlStats, Engine, Limits
-from crawler.run.frontier import Frontier, lease_deadline
 from crawler.run.pool import StreamingPool
 from crawler.run.progress import Progress
-from crawler.run.work import PageWorker, SitemapReader
 from crawler.seeds import Seed, SeedProblem, read_seed_file
-from crawler.store.claims import claim as claim_local
-from crawler.store.claims import claim_shared, recover
+from crawler.store.claims import recover
 from crawler.store.db import database_url, is_sqlite, make_engine, open_database
-from crawler.store.discovered import add_seeds, pending_work, queued_count, seed_hosts
-from crawler.store.hosts import cached_robots
+from crawler.store.discovered import pending_work, queued_count, seed_hosts
 from crawler.store.lock import exclusive
 from crawler.store.runs import due_counts as count_due
 from crawler.store.runs import (
@@ -50,16 +39,13 @@ from crawler.store.runs import (
     latest_settings,
     mark_due,
     next_due,
-    start_crawl,
 )
-from crawler.store.writer import Writer, utc_now
+from crawler.store.writer import Writer
 from crawler.urls import Scope, canonicalize, host_key
 
 log = logging.getLogger(__name__)
 
 SEED_BATCH = 1000
-SITEMAP_MAX_BYTES = 200 * 1024 * 1024
-"""Decoded bytes of one sitemap (the protocol allows 50 MB; some sites exceed it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,148 +74,6 @@ def seed_kind(url: str) -> str:
     """A seed whose path ends in ``.xml`` or ``.xml.gz`` is read as a sitemap."""
     path = urlsplit(url).path.lower()
     return "sitemap" if path.endswith((".xml", ".xml.gz")) else "page"
-
-
-@dataclass(frozen=True, slots=True)
-class Parts:
-    frontier: Frontier
-    worker: PageWorker
-    fetchers: list[Fetcher]
-    """To close when the run ends."""
-    parsers: ParserProcesses | None = None
-    """Parser processes, to close (and wait for) when the run ends."""
-
-    def close(self) -> None:
-        for fetcher in self.fetchers:
-            fetcher.close()
-        if self.parsers is not None:
-            self.parsers.close()
-
-
-def build_parts(config: Config, writer: Writer, scope: Scope, stop: threading.Event) -> Parts:
-    """The frontier and the worker, wired to politeness, robots.txt, sitemaps and the writer."""
-    ua = config.crawl.user_agent
-    polite = config.politeness
-    robots: RobotsCache | None = None
-
-    def delay_for(host: str) -> float:
-        crawl_delay = robots.crawl_delay(host) if robots is not None else 0.0
-        return max(polite.delay, crawl_delay)
-
-    def allow_private(hostname: str) -> bool:
-        return config.scope.allow_private_networks or scope.is_seed_host(hostname)
-
-    gate = HostGate(delay_for)
-
-    def fetcher(settings: FetchSettings, body_types: frozenset[str] | None) -> Fetcher:
-        return Fetcher(
-            settings,
-            ua,
-            sleep=stop.wait,
-            should_stop=stop.is_set,
-            body_types=body_types,
-            before_request=gate.wait_turn,
-            allow_private=allow_private,
-            on_retry_after=gate.push_back,
-        )
-
-    page_fetcher = fetcher(config.fetch, HTML_TYPES)
-    fetchers = [page_fetcher]
-    if polite.obey_robots:
-        robots_fetcher = fetcher(robots_fetch_settings(config.fetch), None)
-        fetchers.append(robots_fetcher)
-        robots = RobotsCache(
-            lambda host: fetch_robots(robots_fetcher, host, ua), ua, ttl_s=polite.robots_ttl
-        )
-    sitemap_fetcher = fetcher(replace(config.fetch, max_body_bytes=SITEMAP_MAX_BYTES), None)
-    fetchers.append(sitemap_fetcher)
-    links = LinkPolicy(
-        scope,
-        max_depth=config.crawl.max_depth,
-        sort_query=config.scope.sort_query,
-        strip_tracking=config.scope.strip_tracking,
-        follow_nofollow=config.scope.follow_nofollow,
-    )
-    extractor = Extractor(config.extract)
-    n_parsers = process_count(config.crawl.parse_processes)
-    parsers = None
-    if n_parsers and not needs_tree(extractor):  # extraction reads this process's soup
-        parsers = ParserProcesses(n_parsers, links, keep_text=config.store.keep_text)
-    worker = PageWorker(
-        page_fetcher.fetch,
-        links,
-        schedule=config.schedule,
-        now=utc_now,
-        robots=robots,
-        use_sitemaps=config.scope.use_sitemaps,
-        sitemaps=SitemapReader(sitemap_fetcher.fetch, writer.put),
-        keep_text=config.store.keep_text,
-        extractor=extractor,
-        robots_takes_a_slot=not is_sqlite(config.store.db),
-        parsers=parsers,
-    )
-
-    shared = not is_sqlite(config.store.db)
-    lease_s = config.crawl.lease_timeout
-    last_recovery = [0.0]
-
-    def take(conn: Connection, n: int, exclude: Collection[int], per_host: int) -> list[FetchTask]:
-        if not shared:
-            return claim_local(
-                conn, n, exclude, lease_deadline(utc_now(), lease_s), per_host=per_host
-            )
-        # Many processes share this frontier: the database reserves each host's next slot,
-        # and claims of dead workers come back when their leases expire.
-        if time.monotonic() - last_recovery[0] > min(10.0, lease_s / 2):
-            last_recovery[0] = time.monotonic()
-            recover(conn, utc_now(), all_leases=False)
-        return claim_shared(
-            conn,
-            n,
-            delay=polite.delay,
-            per_host=polite.per_host_concurrency,
-            lease_s=lease_s,
-            max_delay=MAX_CRAWL_DELAY_S,
-        )
-
-    def claim(n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
-        def job(conn: Connection) -> list[FetchTask]:
-            now = utc_now()
-            tasks = take(conn, n, exclude, per_host)
-            if robots is not None:  # a resumed crawl trusts robots.txt fetched earlier
-                unknown = {t.host for t in tasks if not robots.known(t.host)}
-                for host, body, at in cached_robots(conn, unknown):
-                    robots.prime(host, body, (now - at).total_seconds())
-            return tasks
-
-        return writer.call(job)
-
-    def is_blocked(task: FetchTask) -> bool:
-        return robots is not None and robots.disallows(task.url, task.host)
-
-    if shared:  # claim only what can be fetched at once: a reserved slot must not wait
-        size = config.crawl.workers
-        frontier = Frontier(
-            polite,
-            claim,
-            buffer_size=size,
-            per_host_buffer=1,
-            delay_for=delay_for,
-            is_blocked=is_blocked,
-            retry_s=0.05,
-        )
-    else:
-        frontier = Frontier(
-            polite,
-            claim,
-            # Enough of a host's URLs in hand to keep all its slots busy between two claims
-            # (each claim makes the writer commit): a single fast host once claimed 8 at a time.
-            per_host_buffer=max(8, 2 * polite.per_host_concurrency),
-            delay_for=delay_for,
-            is_blocked=is_blocked,
-            max_per_host=config.scope.max_pages_per_host,
-        )
-    return Parts(frontier, worker, fetchers, parsers)
 
 
 def _progress(options: ProgressOptions | None, eng: Engine, db: Engine_) -> Progress | None:
@@ -419,21 +263,16 @@ def _run(
         for batch in iter(lambda: list(itertools.islice(seeds, SEED_BATCH)), []):
             urls = [canonicalize(s.url, sort_query=sort_query, strip_tracking=strip) for s in batch]
             pairs = [(u, host_key(u), seed_kind(u)) for u in urls]
-            writer.run(partial(add_seeds, seeds=pairs, now=utc_now(), hosts=writer.hosts))
+            writer.add_seeds(pairs)
             n_seeds += len(batch)
         due = None
         if recrawl is not None:
             due = writer.run(partial(mark_due, due_before=recrawl.due_before, limit=recrawl.limit))
-        crawl_id = writer.run(
-            partial(
-                start_crawl,
-                seed_file=str(seed_path) if seed_path else None,
-                settings=as_dict(config),
-                now=utc_now(),
-                command="recrawl" if recrawl else "crawl",
-            )
+        crawl_id = writer.start_crawl(
+            seed_file=str(seed_path) if seed_path else None,
+            settings=as_dict(config),
+            command="recrawl" if recrawl else "crawl",
         )
-        writer.crawl_id = crawl_id
         if seed_only:  # the run's row keeps the settings that workers will take up
             writer.run(
                 partial(finish_crawl, crawl_id=crawl_id, status=CrawlStatus.FINISHED, now=utc_now())

@@ -10,8 +10,10 @@ leases with :func:`recover`. Runs on the writer thread only.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
-from typing import Any
+import logging
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, and_, bindparam, func, select, text, update
 from sqlalchemy.sql import ClauseElement
@@ -32,6 +34,13 @@ from crawler.store.common import (
 from crawler.store.discovered import pending_work
 from crawler.store.hosts import host_names
 from crawler.store.rawsql import Row, Statement
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from crawler.store.writer import Writer
+
+log = logging.getLogger(__name__)
 
 _CLAIMED = (
     urls_t.c.id,
@@ -187,15 +196,18 @@ def recover(conn: Connection, now: dt.datetime, *, all_leases: bool) -> int:
     return result.rowcount or 0
 
 
+_Q, _F = URLState.QUEUED.value, URLState.FETCHING.value
+_RETURNING = ", ".join(f"u.{column.name}" for column in _CLAIMED)
+"""The shared claim returns what the local one does, in :data:`_CLAIMED` order."""
 _SHARED_CLAIM = text(
-    """
+    f"""
     WITH ready AS (
         SELECT h.id, GREATEST(:delay, LEAST(COALESCE(h.crawl_delay, 0), :max_delay)) AS delay
         FROM hosts AS h
         WHERE (h.next_allowed_at IS NULL OR h.next_allowed_at <= now())
-          AND EXISTS (SELECT 1 FROM urls AS q WHERE q.host_id = h.id AND q.state = 'queued')
+          AND EXISTS (SELECT 1 FROM urls AS q WHERE q.host_id = h.id AND q.state = '{_Q}')
           AND (SELECT count(*) FROM urls AS f
-               WHERE f.host_id = h.id AND f.state = 'fetching' AND f.lease_until > now())
+               WHERE f.host_id = h.id AND f.state = '{_F}' AND f.lease_until > now())
               < :per_host
         ORDER BY h.next_allowed_at NULLS FIRST, h.id
         LIMIT :limit
@@ -208,7 +220,7 @@ _SHARED_CLAIM = text(
         -- reserved slot before its worker could use it.
         SELECT r.id AS host_id,
                (SELECT u.id FROM urls AS u
-                WHERE u.host_id = r.id AND u.state = 'queued'
+                WHERE u.host_id = r.id AND u.state = '{_Q}'
                 ORDER BY u.priority DESC, u.depth, u.id
                 LIMIT 1
                 FOR UPDATE SKIP LOCKED) AS id
@@ -225,13 +237,12 @@ _SHARED_CLAIM = text(
         RETURNING h.id
     )
     UPDATE urls AS u
-    SET state = 'fetching', lease_until = now() + make_interval(secs => :lease)
+    SET state = '{_F}', lease_until = now() + make_interval(secs => :lease)
     FROM picked AS p
     -- picked locked the row and re-checked it on its latest version; checked again here all
     -- the same: a URL is handed out only while it is queued.
-    WHERE u.id = p.id AND u.state = 'queued' AND (SELECT count(*) FROM reserved) >= 0
-    RETURNING u.id, u.url, u.host_id, u.depth, u.priority, u.etag, u.last_modified,
-              u.content_hash, u.kind, u.fetch_interval, u.failures, u.not_found, u.changefreq
+    WHERE u.id = p.id AND u.state = '{_Q}' AND (SELECT count(*) FROM reserved) >= 0
+    RETURNING {_RETURNING}
     """
 )
 
@@ -269,3 +280,119 @@ def claim_shared(
     if not tasks:
         tasks.more = pending_work(conn)
     return tasks
+
+
+def lease_deadline(now: dt.datetime, lease_s: float) -> dt.datetime:
+    return now + dt.timedelta(seconds=lease_s)
+
+
+class Claims(Protocol):
+    """A claim strategy: take URLs to fetch, give back those that will not be fetched."""
+
+    def take(
+        self, conn: Connection, n: int, exclude: Collection[int], per_host: int
+    ) -> list[FetchTask]: ...
+
+    def give_back(self, conn: Connection, url_ids: Collection[int]) -> None: ...
+
+
+class LocalClaims:
+    """One process's claim (:func:`claim`): per-host capped, in hand-out order, under a lease."""
+
+    def __init__(self, lease_s: float, now: Callable[[], dt.datetime]) -> None:
+        self._lease_s = lease_s
+        self._now = now
+
+    def take(
+        self, conn: Connection, n: int, exclude: Collection[int], per_host: int
+    ) -> list[FetchTask]:
+        return claim(
+            conn, n, exclude, lease_deadline(self._now(), self._lease_s), per_host=per_host
+        )
+
+    def give_back(self, conn: Connection, url_ids: Collection[int]) -> None:
+        release(conn, url_ids)
+
+
+class SharedClaims:
+    """The claim of many processes sharing one PostgreSQL frontier (:func:`claim_shared`): the
+    database reserves each host's next slot, and claims of dead workers come back when their
+    leases expire (checked at most every ``min(10 s, lease / 2)``)."""
+
+    def __init__(
+        self,
+        *,
+        delay: float,
+        per_host: int,
+        lease_s: float,
+        max_delay: float,
+        now: Callable[[], dt.datetime],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._delay = delay
+        self._per_host = per_host
+        self._lease_s = lease_s
+        self._max_delay = max_delay
+        self._now = now
+        self._clock = clock
+        self._last_recovery = 0.0
+
+    def take(
+        self, conn: Connection, n: int, exclude: Collection[int], per_host: int
+    ) -> list[FetchTask]:
+        if self._clock() - self._last_recovery > min(10.0, self._lease_s / 2):
+            self._last_recovery = self._clock()
+            recover(conn, self._now(), all_leases=False)
+        return claim_shared(
+            conn,
+            n,
+            delay=self._delay,
+            per_host=self._per_host,
+            lease_s=self._lease_s,
+            max_delay=self._max_delay,
+        )
+
+    def give_back(self, conn: Connection, url_ids: Collection[int]) -> None:
+        release(conn, url_ids)
+
+
+OnClaimed = Callable[[Connection, list[FetchTask]], None]
+"""Run in the claim's transaction with what it claimed (the crawl primes robots.txt there)."""
+
+
+class WriterClaims:
+    """A claim strategy run as writer jobs (DESIGN §2.5: only the writer writes): the frontier's
+    :class:`~crawler.run.frontier.ClaimSource`. A claim is asynchronous (a future); a give-back
+    at shutdown waits, and is skipped when the writer failed (leases bring those URLs back)."""
+
+    def __init__(self, writer: Writer, claims: Claims, on_claimed: OnClaimed | None = None) -> None:
+        self._writer = writer
+        self._claims = claims
+        self._on_claimed = on_claimed
+
+    def claim(self, n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
+        def job(conn: Connection) -> list[FetchTask]:
+            tasks = self._claims.take(conn, n, exclude, per_host)
+            if self._on_claimed is not None:
+                self._on_claimed(conn, tasks)
+            return tasks
+
+        return self._writer.call(job)
+
+    def give_back(self, tasks: Sequence[FetchTask], *, wait: bool = False) -> None:
+        ids = [t.url_id for t in tasks]
+        if not ids:
+            return
+
+        def job(conn: Connection) -> None:
+            self._claims.give_back(conn, ids)
+
+        if not wait:
+            self._writer.call(job)
+            return
+        if self._writer.error is not None:
+            return
+        try:
+            self._writer.run(job)
+        except Exception as exc:  # the next run requeues them from their lease anyway
+            log.warning("could not release %d claimed URLs: %s", len(ids), exc)

@@ -22,18 +22,22 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from crawler.clock import utc_now
 from crawler.config import StoreSettings
 from crawler.records import PageResult, SitemapChunk
+from crawler.store.discovered import add_seeds
 from crawler.store.hosts import HostCache
 from crawler.store.results import store_results, store_sitemap_entries
+from crawler.store.runs import start_crawl
 
 Item = PageResult | SitemapChunk
 
@@ -61,10 +65,6 @@ def reason(exc: BaseException | None) -> str:
     orig = exc.orig if isinstance(exc, DBAPIError) else None
     text = str(orig if orig is not None else exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Writer:
@@ -113,6 +113,25 @@ class Writer:
     def run(self, fn: Callable[[Connection], T]) -> T:
         """:meth:`call` and wait for the answer."""
         return self.call(fn).result()
+
+    def add_seeds(self, seeds: Sequence[tuple[str, str, str]]) -> None:
+        """Queue ``(url, host, kind)`` seeds (:func:`crawler.store.discovered.add_seeds`) with
+        this writer's host cache, and wait."""
+        self.run(partial(add_seeds, seeds=seeds, now=self._now(), hosts=self.hosts))
+
+    def start_crawl(self, *, seed_file: str | None, settings: dict[str, Any], command: str) -> int:
+        """Insert this run's ``crawls`` row; the results put from now on count toward it."""
+        crawl_id = self.run(
+            partial(
+                start_crawl,
+                seed_file=seed_file,
+                settings=settings,
+                now=self._now(),
+                command=command,
+            )
+        )
+        self.crawl_id = crawl_id
+        return crawl_id
 
     @property
     def queue_depth(self) -> int:

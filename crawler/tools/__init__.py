@@ -9,6 +9,11 @@ Tool modules import SQLAlchemy, the models and more, which ``--help`` and a craw
 So the CLI lists the tools from :data:`TOOLS` (name and one-line help) and imports a tool's
 module only when that tool is the command being run. A new tool module needs its line in
 :data:`TOOLS`; ``tests/test_startup.py`` checks the two agree.
+
+They stay a package of their own beside :mod:`crawler.commands` because their rule is their
+own: they only read. Must not import: ``crawler.run``, ``crawler.fetch``, ``crawler.parse``,
+``crawler.commands`` (``tests/test_layout.py`` checks it); they read through
+:mod:`crawler.store` and the models.
 """
 
 from __future__ import annotations
