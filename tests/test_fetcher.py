@@ -28,16 +28,8 @@ import responses
 
 from crawler.config import FetchSettings
 from crawler.errors import ErrorKind
-from crawler.fetch.fetcher import (
-    _WATCH_LATE_S,
-    _WATCH_SLACK,
-    ACCEPT,
-    Fetcher,
-    FetchOutcome,
-    _ProxyRules,
-    _Watchdog,
-    parse_retry_after,
-)
+from crawler.fetch.deadline import WATCH_LATE_S, WATCH_SLACK, Watchdog
+from crawler.fetch.fetcher import ACCEPT, Fetcher
 from crawler.fetch.netguard import (
     _POOL_CACHE_MAX,
     READ_BUFFER,
@@ -47,6 +39,8 @@ from crawler.fetch.netguard import (
     address_problem,
     guarded_pool_classes,
 )
+from crawler.fetch.proxies import ProxyRules
+from crawler.fetch.response import FetchOutcome, parse_retry_after
 from tests.siteserver import Page, Redirect, RequestContext, Site, SiteServerFactory
 
 URL = "http://example.test/page"
@@ -558,15 +552,15 @@ def test_one_session_per_thread_all_closed(make) -> None:
         t.join()
     fetcher.fetch(URL)
     fetcher.fetch(URL)
-    assert len(fetcher._sessions) == 5
-    assert all(s.trust_env is False for s in fetcher._sessions)
+    assert len(fetcher.sessions) == 5
+    assert all(s.trust_env is False for s in fetcher.sessions)
     assert all(r.result is not None and r.result.body == b"ok" for r in results)
     fetcher.close()
-    assert fetcher._sessions == []
+    assert fetcher.sessions == ()
 
 
 def test_proxy_rules() -> None:
-    rules = _ProxyRules(
+    rules = ProxyRules(
         {
             "http": "http://proxy:3128",
             "https": "http://proxy:3128",
@@ -583,8 +577,8 @@ def test_proxy_rules() -> None:
     assert rules.for_url("http://11.1.2.3/") == proxied
     assert rules.for_url("http://a.test:8080/") is None
     assert rules.for_url("http://a.test/") == proxied
-    assert _ProxyRules({"http": "http://p:1", "no": "*"}).for_url("http://x/") is None
-    assert _ProxyRules({}).for_url("http://x/") is None
+    assert ProxyRules({"http": "http://p:1", "no": "*"}).for_url("http://x/") is None
+    assert ProxyRules({}).for_url("http://x/") is None
 
 
 def test_proxy_env_is_read_once_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -593,9 +587,9 @@ def test_proxy_env_is_read_once_at_construction(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp-ca.pem")
     fetcher = Fetcher(SETTINGS, "bot")
     monkeypatch.delenv("http_proxy")
-    assert fetcher._verify == "/etc/corp-ca.pem"
-    assert fetcher._proxy.for_url("http://example.com/") == {"http": "http://proxy.test:3128"}
-    assert fetcher._proxy.for_url("http://internal.test/") is None
+    assert fetcher.verify == "/etc/corp-ca.pem"
+    assert fetcher.proxies_for("http://example.com/") == {"http": "http://proxy.test:3128"}
+    assert fetcher.proxies_for("http://internal.test/") is None
     fetcher.close()
 
 
@@ -1115,12 +1109,12 @@ class _Conn:
 
 @pytest.mark.timeout(10)
 def test_deadline_heap_sheds_disarmed_watches_and_still_fires() -> None:
-    dog = _Watchdog()
+    dog = Watchdog()
     try:
         kept = dog.arm(60.0)
         for _ in range(5_000):
             assert not dog.disarm(dog.arm(60.0))
-        assert len(dog._heap) <= 2 * 2 + _WATCH_SLACK
+        assert dog.held <= 2 * 2 + WATCH_SLACK
         conn = _Conn()
         soon = dog.arm(0.05)
         dog.attach(soon, conn)
@@ -1135,31 +1129,23 @@ def test_deadline_heap_sheds_disarmed_watches_and_still_fires() -> None:
 @pytest.mark.timeout(10)
 def test_watchdog_sleeps_through_a_watch_ending_just_before_its_wake() -> None:
     """The watch armed for a body ends microseconds before its request's: no thread switch for
-    it, yet it is still acted on, at most ``_WATCH_LATE_S`` late."""
-    dog = _Watchdog()
-    notified: list[float] = []
-    notify = dog._cond.notify
-
-    def counting(n: int = 1) -> None:
-        notified.append(time.monotonic())
-        notify(n)
-
-    dog._cond.notify = counting  # type: ignore[method-assign]
+    it, yet it is still acted on, at most ``WATCH_LATE_S`` late."""
+    dog = Watchdog()
     try:
         first = dog.arm(0.3)
-        assert _wait_for(lambda: dog._wake_at < math.inf)  # asleep until ``first`` ends
-        assert len(notified) == 1
+        assert _wait_for(lambda: dog.asleep_until < math.inf)  # asleep until ``first`` ends
+        assert dog.wakeups == 1
         conn = _Conn()
-        second = dog.arm(0.3 - _WATCH_LATE_S / 2)
+        second = dog.arm(0.3 - WATCH_LATE_S / 2)
         dog.attach(second, conn)
-        assert len(notified) == 1
+        assert dog.wakeups == 1
         started = time.monotonic()
         assert conn.sock.shut.wait(5)
-        assert time.monotonic() - started < 0.3 + _WATCH_LATE_S + 0.2
+        assert time.monotonic() - started < 0.3 + WATCH_LATE_S + 0.2
         assert dog.disarm(second)
         assert dog.disarm(first)
-        assert _wait_for(lambda: dog._wake_at == math.inf)  # nothing left: asleep for good
+        assert _wait_for(lambda: dog.asleep_until == math.inf)  # nothing left: asleep for good
         dog.arm(0.01)  # well before the next wake: the thread is woken for it
-        assert len(notified) == 2
+        assert dog.wakeups == 2
     finally:
         dog.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future
 
 from crawler.config import PolitenessSettings
@@ -104,6 +104,7 @@ class Store:
     def __init__(self, tasks: list[FetchTask]) -> None:
         self.tasks = tasks
         self.excluded: list[set[int]] = []
+        self.given_back: list[FetchTask] = []
 
     def claim(self, n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
         self.excluded.append(set(exclude))
@@ -114,22 +115,25 @@ class Store:
         fut.set_result(picked)
         return fut
 
+    def give_back(self, tasks: Sequence[FetchTask], *, wait: bool = False) -> None:
+        self.given_back.extend(tasks)
+
 
 def test_frontier_diverts_disallowed_tasks_without_spending_the_host_turn() -> None:
     now = [0.0]
     store = Store([_task(1, 1, "http://h1/private/a"), _task(2, 1, "http://h1/ok")])
     f = Frontier(
         PolitenessSettings(delay=10.0),
-        store.claim,
+        store,
         clock=lambda: now[0],
         is_blocked=lambda t: "/private/" in t.url,
     )
     got = f.next_ready()
     assert got is not None
     assert got.url_id == 2  # the blocked one did not use the 10 s turn
-    blocked, released = f.take()
+    blocked = f.take_blocked()
     assert [t.url_id for t in blocked] == [1]
-    assert released == []
+    assert store.given_back == []
 
 
 def test_frontier_caps_pages_per_host_and_releases_the_rest() -> None:
@@ -137,7 +141,7 @@ def test_frontier_caps_pages_per_host_and_releases_the_rest() -> None:
     store = Store([_task(i, 1) for i in range(6)] + [_task(100 + i, 2) for i in range(2)])
     f = Frontier(
         PolitenessSettings(delay=0.0, per_host_concurrency=100),
-        store.claim,
+        store,
         clock=lambda: now[0],
         max_per_host=3,
         min_claim_interval_s=0.0,
@@ -147,8 +151,8 @@ def test_frontier_caps_pages_per_host_and_releases_the_rest() -> None:
         handed.append(t)
     per_host = {h: sum(1 for t in handed if t.host_id == h) for h in (1, 2)}
     assert per_host == {1: 3, 2: 2}
-    _, released = f.take()
-    assert sorted(t.url_id for t in released) == [3, 4, 5]
+    f.take_blocked()
+    assert sorted(t.url_id for t in store.given_back) == [3, 4, 5]
     f.note_result()
     f.next_ready()
     assert any(1 in ex for ex in store.excluded[1:])  # the capped host is never claimed again
@@ -159,7 +163,7 @@ def test_frontier_uses_the_host_delay_function() -> None:
     store = Store([_task(i, 1) for i in range(3)])
     f = Frontier(
         PolitenessSettings(delay=0.0),
-        store.claim,
+        store,
         clock=lambda: now[0],
         delay_for=lambda host: 2.0,  # e.g. a robots.txt Crawl-delay
     )

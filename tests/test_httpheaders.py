@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import threading
 from typing import Any
 
 import pytest
@@ -16,9 +17,13 @@ import requests
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from crawler.config import FetchSettings
+from crawler.config import Config, FetchSettings, StoreSettings
 from crawler.fetch import httpheaders
 from crawler.fetch.fetcher import Fetcher
+from crawler.run.compose import build_parts
+from crawler.store.db import open_database
+from crawler.store.writer import Writer
+from crawler.urls import Scope
 from tests.siteserver import Page, Site
 
 ORIGINAL = httpheaders._ORIGINAL
@@ -148,9 +153,13 @@ def test_anything_else_goes_to_the_email_parser(block: bytes) -> None:
     assert_same(block)
 
 
-def test_installed_by_the_fetcher_and_used_by_requests(site_server, monkeypatch) -> None:
+def test_installed_by_a_crawl_and_used_by_requests(site_server, monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(http.client, "parse_headers", ORIGINAL)
     Fetcher(FetchSettings(), "crawler-test")
+    assert http.client.parse_headers is ORIGINAL  # constructing a fetcher patches nothing
+    engine = open_database(str(tmp_path / "c.db"))
+    build_parts(Config(), Writer(engine, StoreSettings()), Scope(), threading.Event()).close()
+    engine.dispose()
     assert http.client.parse_headers is httpheaders.parse_headers
     assert httpheaders.install()  # idempotent
 

@@ -11,25 +11,9 @@ Threads: many workers call ``fetch`` at once. ``requests.Session`` is not thread
 thread gets its own Session, created lazily, with a connection pool of its own (one connection per
 host, since a thread has one request in flight; ``pool_hosts`` hosts kept warm per thread).
 
-Decisions:
+Decisions (what is downloaded, where the body goes and the size cap: :mod:`crawler.fetch.body`;
+the deadline: :mod:`crawler.fetch.deadline`; proxies: :mod:`crawler.fetch.proxies`):
 
-* **What is downloaded.** Only a 2xx response whose media type is in ``body_types`` (by default
-  ``text/html`` and ``application/xhtml+xml``) -- or that has no ``Content-Type`` at all, since
-  browsers sniff such pages and they are mostly HTML. ``body_types=None`` downloads any type (the
-  robots.txt and sitemap fetchers). Other responses are closed unread (small bodies are drained
-  so the connection can be reused); ``content_length`` then comes from the header.
-* **Where the body goes.** Into ``FetchResult.body``, or, when ``fetch`` is given a ``sink`` (a
-  seekable binary file, e.g. a spooled temp file for a sitemap), into the sink: ``body`` stays
-  None and ``content_length`` counts the bytes written (bytes read, when ``truncate_body`` cut
-  the body). Every attempt first rewinds the sink to where it
-  was when ``fetch`` was called and truncates it there, and a failed attempt leaves it so: after
-  ``fetch`` the sink holds the body of the result, or nothing.
-* **Size cap.** Counted in *decoded* bytes, read in 64 KiB steps with urllib3's bounded
-  decompression, so a gzip bomb never inflates past ``max_body_bytes`` + 64 KiB. Over the cap the
-  attempt fails with ``too_large`` -- unless ``fetch`` is called with ``truncate_body=True``
-  (robots.txt, RFC 9309 §2.5: parse the first part, ignore the rest): then the body (or sink)
-  keeps exactly the first ``max_body_bytes`` bytes, the rest is not read, there is no error,
-  and ``content_length`` (bytes read) is larger than ``max_body_bytes``, which tells it was cut.
 * **Before every request** -- each attempt and each redirect hop -- ``before_request(url)`` is
   called in the calling thread (the engine's per-host politeness gate; it may block briefly).
   It may return a *release* callable: the connection calls it right after the request's bytes
@@ -43,15 +27,6 @@ Decisions:
   :class:`~crawler.fetch.netguard.PrivateAddressError`, kind ``other``, or ``redirect`` on a
   redirect hop (then, as for other redirect failures, ``result`` is the 3xx that pointed there). Not
   retried. Proxied connections are not checked (the peer is the proxy).
-* **Deadline.** ``total_timeout`` covers one attempt, all redirect hops and the body. It is
-  checked after every chunk, and near the deadline the socket timeout is lowered to what is left.
-  requests' read timeout is per read, so a server that drips its status line and headers (or a
-  body) a byte at a time would never be cut by it: a watchdog thread (one per Fetcher) shuts the
-  connection's socket down when the deadline passes (within 50 ms) while a request waits for
-  its response or reads its body, and the attempt fails with ``timeout``. *Limit*: a proxied
-  connection is not watched (the watchdog learns the connection from
-  :data:`crawler.fetch.netguard.conn_hook`, which proxied connections do not call); its read timeout
-  still bounds each read.
 * **Retried:** connection errors, DNS ``EAI_AGAIN`` (a temporary lookup failure; a name that does
   not exist is final at once), timeouts (including the deadline), a connection broken mid-body
   (kind ``content``), and 429/500/502/503/504. **Not retried:** TLS, redirect, too_large, a body
@@ -66,40 +41,31 @@ Decisions:
 
 from __future__ import annotations
 
-import contextlib
-import heapq
-import ipaddress
-import itertools
 import logging
-import math
 import os
 import random
-import re
-import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 from functools import partial
 from http.cookiejar import Cookie
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 import ada_url
 import requests
 import requests.adapters
 import requests.cookies
 import tenacity
-import urllib3.exceptions
 
 from crawler import errors
 from crawler.clock import utc_now
 from crawler.config import FetchSettings
 from crawler.errors import DeadlineError, ErrorKind, RedirectError
-from crawler.fetch import httpheaders
+from crawler.fetch.body import deadline_error, discard, read_body
+from crawler.fetch.deadline import Watchdog
 from crawler.fetch.netguard import (
     GuardedAdapter,
     PrivateAddressError,
@@ -107,9 +73,20 @@ from crawler.fetch.netguard import (
     guarded_pool_classes,
     sent_hook,
 )
+from crawler.fetch.proxies import ProxyRules
+from crawler.fetch.response import (
+    FetchOutcome,
+    _Attempt,
+    classify_attempt,
+    header_int,
+    media_type,
+    normalize_target,
+    parse_retry_after,
+)
 from crawler.records import HTML_TYPES, ErrorRecord, FetchResult
+from crawler.urls import mask_credentials
 
-__all__ = ["FetchOutcome", "Fetcher", "PrivateAddressError", "parse_retry_after"]
+__all__ = ["Fetcher", "PrivateAddressError"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,44 +94,6 @@ ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
 ACCEPT_ENCODING = "gzip, deflate"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_CHUNK = 64 * 1024
-_DRAIN_MAX = 64 * 1024
-"""A body we won't use is read and dropped (to keep the connection) only up to this size."""
-_WATCH_SLACK = 256
-"""Disarmed watches the deadline heap may hold beyond twice the armed ones before a sweep."""
-_WATCH_LATE_S = 0.05
-"""How late the watchdog may act on a deadline rather than be woken early for it. A body's
-watch ends a few microseconds before its request's watch: waking the watchdog thread for it
-would cost a thread switch per page."""
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
-
-
-@dataclass(frozen=True, slots=True)
-class FetchOutcome:
-    """What one :meth:`Fetcher.fetch` learned."""
-
-    result: FetchResult | None
-    """The last HTTP response of the last attempt (any status), or None if it received none."""
-    errors: tuple[ErrorRecord, ...] = ()
-    """One per failed attempt; the last is ``final`` when the fetch failed for good."""
-
-    @property
-    def failed(self) -> bool:
-        """True when the fetch failed for good (its last error is final)."""
-        return bool(self.errors) and self.errors[-1].final
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    """One attempt: its response (if any), its failure (if any), and whether to try again."""
-
-    number: int
-    result: FetchResult | None
-    kind: ErrorKind | None = None
-    message: str = ""
-    at: datetime | None = None
-    status_code: int | None = None
-    retryable: bool = False
 
 
 class _NoCookies(requests.cookies.RequestsCookieJar):
@@ -165,237 +104,6 @@ class _NoCookies(requests.cookies.RequestsCookieJar):
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         return None
-
-
-class _Watch:
-    """One armed deadline: the connection to shut when it passes, and whether it did."""
-
-    __slots__ = ("conn", "done", "fired")
-
-    def __init__(self) -> None:
-        self.conn: Any = None
-        self.fired = False
-        self.done = False
-
-
-class _Watchdog:
-    """Shuts down the socket of a request still running at its deadline (see "Deadline").
-
-    One daemon thread, started on first use, waits on a heap of armed watches (by real
-    ``time.monotonic``, whatever clock the Fetcher was given). It is woken only for a watch
-    that ends more than :data:`_WATCH_LATE_S` before it would wake anyway, so a deadline may be
-    acted on that much late. Disarmed watches are dropped lazily when they reach the top of the
-    heap, or all at once when they outnumber the armed ones (else a crawl would keep two per
-    page of the last ``total_timeout`` seconds).
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._armed = 0
-        self._wake_at = math.inf  # when the thread wakes by itself (inf: not before notified)
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, seconds: float) -> _Watch:
-        """A watch that fires ``seconds`` from now, unless disarmed first."""
-        watch = _Watch()
-        at = time.monotonic() + max(0.0, seconds)
-        with self._cond:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="fetch-watchdog", daemon=True
-                )
-                self._thread.start()
-            heap = self._heap
-            self._armed += 1
-            if len(heap) >= 2 * self._armed + _WATCH_SLACK:
-                heap[:] = [entry for entry in heap if not entry[2].done]
-                heapq.heapify(heap)
-            heapq.heappush(heap, (at, next(self._order), watch))
-            if at < self._wake_at - _WATCH_LATE_S:
-                self._cond.notify()
-        return watch
-
-    def attach(self, watch: _Watch, conn: Any) -> None:
-        """The connection ``watch`` guards; shut at once if the watch already fired."""
-        with self._cond:
-            if watch.done:
-                return
-            watch.conn = conn
-            if watch.fired:
-                _shut(conn)
-
-    def disarm(self, watch: _Watch) -> bool:
-        """Stop watching; True if the deadline had already fired (the socket was shut)."""
-        with self._cond:
-            if not watch.done:
-                watch.done = True
-                self._armed -= 1
-            watch.conn = None
-            return watch.fired
-
-    def close(self) -> None:
-        with self._cond:
-            thread, self._thread = self._thread, None
-            for _, _, watch in self._heap:
-                watch.done = True
-            self._heap.clear()
-            self._armed = 0
-            self._wake_at = math.inf
-            self._cond.notify()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(1.0)
-
-    def _run(self) -> None:
-        me = threading.current_thread()
-        with self._cond:
-            while self._thread is me:
-                heap = self._heap
-                while heap and heap[0][2].done:
-                    heapq.heappop(heap)
-                if not heap:
-                    self._wake_at = math.inf
-                    self._cond.wait()
-                    continue
-                at = heap[0][0]
-                delay = at - time.monotonic()
-                if delay > 0:
-                    self._wake_at = at
-                    self._cond.wait(delay)
-                    continue
-                watch = heapq.heappop(heap)[2]
-                watch.fired = True
-                if watch.conn is not None:
-                    _shut(watch.conn)
-
-
-def _shut(conn: Any) -> None:
-    """Wake a thread blocked reading ``conn``: shut its socket down (the owner closes it)."""
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def mask_userinfo(text: str) -> str:
-    """Replace the ``user:password@`` of every URL in ``text`` with ``***@``."""
-    return _USERINFO.sub(r"\1***@", text) if "@" in text else text
-
-
-def parse_retry_after(value: str, now: datetime) -> float | None:
-    """``Retry-After`` as seconds from ``now``: delay-seconds or an HTTP date; None if invalid.
-
-    A date in the past gives 0. Fractional seconds are accepted although RFC 9110 says integer.
-    """
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if seconds >= 0 and seconds == seconds else None  # rejects NaN
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-class _ProxyRules:
-    """The proxy environment read once (``urllib.request.getproxies``), applied per URL.
-
-    ``no_proxy`` follows curl/requests: comma-separated hosts (a leading ``.`` or ``*.`` is
-    ignored, and each entry matches the host and its subdomains), ``host:port`` entries, IP
-    addresses and CIDR networks, and ``*`` for everything.
-    """
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.proxies = {k: v for k, v in environ.items() if k in ("http", "https", "all") and v}
-        entries = [e.strip().lower() for e in environ.get("no", "").split(",") if e.strip()]
-        self.bypass_all = "*" in entries
-        self.names = tuple(e.removeprefix("*").lstrip(".") for e in entries if e != "*")
-        self.networks = []
-        for entry in entries:
-            try:
-                self.networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                continue
-
-    def for_url(self, url: str) -> dict[str, str] | None:
-        if not self.proxies or self.bypass_all:
-            return None
-        if not self.names:
-            return self.proxies
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        with_port = f"{host}:{port}" if port else host
-        for name in self.names:
-            for candidate in (host, with_port):
-                if candidate == name or candidate.endswith("." + name):
-                    return None
-        if self.networks:
-            try:
-                address = ipaddress.ip_address(host)
-            except ValueError:
-                return self.proxies
-            if any(address in net for net in self.networks):
-                return None
-        return self.proxies
-
-
-def _dns_is_temporary(exc: BaseException) -> bool:
-    """True when a ``socket.gaierror`` in the chain is ``EAI_AGAIN`` (try again later)."""
-    for current in errors.chain(exc):
-        if isinstance(current, socket.gaierror):
-            return current.errno == socket.EAI_AGAIN
-    return False
-
-
-def _classify(exc: BaseException) -> tuple[ErrorKind, bool]:
-    """The kind of a failed attempt, and whether it is worth another attempt."""
-    kind = errors.classify(exc)
-    if kind is ErrorKind.CONTENT:
-        # A transfer cut short (reset, IncompleteRead) is transient; a body that will not
-        # decode will not decode next time either.
-        broken = isinstance(
-            exc, urllib3.exceptions.ProtocolError | requests.exceptions.ChunkedEncodingError
-        )
-        return kind, broken
-    if kind is ErrorKind.DNS:
-        return kind, _dns_is_temporary(exc)
-    return kind, kind in (ErrorKind.CONNECT, ErrorKind.TIMEOUT)
-
-
-def _media_type(header: str | None) -> tuple[str | None, str | None]:
-    """``Content-Type`` → (bare lowercased media type, charset parameter)."""
-    if not header:
-        return None, None
-    media, _, params = header.partition(";")
-    charset = None
-    if params:
-        for param in params.split(";"):
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "charset":
-                charset = value.strip().strip("\"'") or None
-                break
-    return media.strip().lower() or None, charset
-
-
-def _header_int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value.strip())
-    except ValueError:
-        return None
-    return number if number >= 0 else None
 
 
 class Fetcher:
@@ -428,14 +136,13 @@ class Fetcher:
         so the engine can hold every request to that host, not only this URL's retry.
         See the module docstring for each.
         """
-        httpheaders.install()  # same headers, parsed without the email package (its docstring)
         self._settings = settings
         self._body_types = body_types
         self._before_request = before_request
         self._on_retry_after = on_retry_after
         # Always the guarded classes: they also tell the deadline watchdog their connection.
         self._pool_classes = guarded_pool_classes(allow_private or (lambda host: True))
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog()
         self._sleep = sleep
         self._should_stop = should_stop
         self._now = now
@@ -454,7 +161,7 @@ class Fetcher:
             os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         )
         self._prepared_headers = requests.structures.CaseInsensitiveDict(self._headers)
-        self._proxy = _ProxyRules(urllib.request.getproxies())
+        self._proxy = ProxyRules(urllib.request.getproxies())
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -467,6 +174,20 @@ class Fetcher:
         )
 
     # -- sessions ----------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> tuple[requests.Session, ...]:
+        """The per-thread sessions made so far (none after :meth:`close`)."""
+        return tuple(self._sessions)
+
+    @property
+    def verify(self) -> str | bool:
+        """The CA bundle read from the environment at construction (True: certifi's)."""
+        return self._verify
+
+    def proxies_for(self, url: str) -> dict[str, str] | None:
+        """The proxies a request to ``url`` goes through (None: direct)."""
+        return self._proxy.for_url(url)
 
     def _adapter(self) -> requests.adapters.HTTPAdapter:
         """This thread's connection pool, inside a Session created on the thread's first fetch."""
@@ -614,7 +335,7 @@ class Fetcher:
                 location = response.headers.get("Location")
                 if response.status_code not in REDIRECT_STATUSES or not location:
                     break
-                self._discard(response)
+                discard(response)
                 if len(chain) >= self._settings.max_redirects:
                     result = self._result(url, current, response, chain, start, None)
                     raise RedirectError(
@@ -622,7 +343,7 @@ class Fetcher:
                         status_code=response.status_code,
                     )
                 if seen is None:
-                    seen = {_normalize(url)}
+                    seen = {normalize_target(url)}
                 target = self._redirect_target(current, location, seen, chain)
                 if isinstance(target, RedirectError):
                     result = self._result(url, current, response, chain, start, None)
@@ -637,8 +358,8 @@ class Fetcher:
         except Exception as exc:
             if response is not None:
                 response.close()
-            kind, retryable = _classify(exc)
-            message = mask_userinfo(errors.describe(exc))
+            kind, retryable = classify_attempt(exc)
+            message = mask_credentials(errors.describe(exc))
             status = exc.status_code if isinstance(exc, errors.FetchError) else None
             return _Attempt(number, result, kind, message, self._now(), status, retryable)
 
@@ -660,7 +381,7 @@ class Fetcher:
         if remaining <= 0:
             raise DeadlineError(f"total deadline of {self._settings.total_timeout:g}s passed")
         if not url[:8].lower().startswith(("http://", "https://")):
-            raise errors.FetchError(f"not an http(s) URL: {mask_userinfo(url)[:200]}")
+            raise errors.FetchError(f"not an http(s) URL: {mask_credentials(url)[:200]}")
         request = requests.PreparedRequest()
         request.method = "GET"
         request.prepare_url(url, None)
@@ -688,13 +409,13 @@ class Fetcher:
             )
         except Exception as exc:
             if watchdog.disarm(watch):
-                raise self._deadline_error(None) from exc
+                raise deadline_error(self._settings.total_timeout, None) from exc
             raise
         finally:
             conn_hook.fn = None
         if watchdog.disarm(watch):  # headers cut short by the watchdog may still parse
             response.close()
-            raise self._deadline_error(None)
+            raise deadline_error(self._settings.total_timeout, None)
         return response
 
     def _redirect_target(
@@ -704,18 +425,18 @@ class Fetcher:
         try:
             target = ada_url.join_url(current, location.strip())
         except ValueError:
-            return RedirectError(f"invalid redirect Location: {mask_userinfo(location)[:200]}")
+            return RedirectError(f"invalid redirect Location: {mask_credentials(location)[:200]}")
         target = target.partition("#")[0]
         scheme = target.partition(":")[0].lower()
         if scheme not in ("http", "https"):
             return RedirectError(f"redirect to a {scheme}: URL refused")
         if target in seen:
             hops = " -> ".join([*chain, current, target])
-            return RedirectError(mask_userinfo(f"redirect loop: {hops}")[:500])
+            return RedirectError(mask_credentials(f"redirect loop: {hops}")[:500])
         if self._redirect_filter is not None:
             reason = self._redirect_filter(target)
             if reason is not None:
-                return RedirectError(mask_userinfo(f"redirect refused: {reason}"))
+                return RedirectError(mask_credentials(f"redirect refused: {reason}"))
         seen.add(target)
         return target
 
@@ -733,10 +454,18 @@ class Fetcher:
     ) -> _Attempt:
         """The last hop's response → its result, reading the body when it is wanted."""
         status = response.status_code
-        media, _ = _media_type(response.headers.get("Content-Type"))
+        media, _ = media_type(response.headers.get("Content-Type"))
         types = self._body_types
         if 200 <= status < 300 and (media is None or types is None or media in types):
-            body, size = self._read_body(response, deadline, sink, truncate)
+            body, size = read_body(
+                response,
+                deadline,
+                settings=self._settings,
+                watchdog=self._watchdog,
+                monotonic=self._monotonic,
+                sink=sink,
+                truncate=truncate,
+            )
             result = self._result(url, final_url, response, chain, start, body, size)
             if sink is not None:
                 result = replace(result, body=None)
@@ -745,7 +474,7 @@ class Fetcher:
                 message = f"TooLargeError: body over max_body_bytes ({cap} bytes decoded)"
                 return _Attempt(number, result, ErrorKind.TOO_LARGE, message, self._now(), status)
             return _Attempt(number, result)
-        self._discard(response)
+        discard(response)
         result = self._result(url, final_url, response, chain, start, None)
         if status not in RETRY_STATUSES:
             return _Attempt(number, result)
@@ -762,83 +491,6 @@ class Fetcher:
             number, result, ErrorKind.HTTP_STATUS, message, self._now(), status, retryable
         )
 
-    def _read_body(
-        self,
-        response: requests.Response,
-        deadline: float,
-        sink: IO[bytes] | None = None,
-        truncate: bool = False,
-    ) -> tuple[bytes | None, int]:
-        """(decoded body, bytes read), or (None, bytes read) when it passed the size cap.
-
-        The cap and the deadline are checked after every chunk of at most 64 KiB decoded. With a
-        ``sink`` the chunks are written there and the body returned is ``b""``. With
-        ``truncate`` a body over the cap is cut to it, and the rest is not read.
-        """
-        raw = response.raw
-        cap = self._settings.max_body_bytes
-        read_timeout = self._settings.read_timeout_s
-        chunks: list[bytes] = []
-        size = 0
-        clamped = False
-        watch = self._watchdog.arm(deadline - self._monotonic())
-        self._watchdog.attach(watch, raw.connection)
-
-        def keep(chunk: bytes) -> None:
-            if sink is not None:
-                sink.write(chunk)
-            else:
-                chunks.append(chunk)
-
-        try:
-            while True:
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
-                    raise self._deadline_error(size)
-                if (
-                    remaining < read_timeout
-                ):  # near the deadline, a silent socket must not outlast it
-                    sock = getattr(raw.connection, "sock", None)
-                    if sock is not None:
-                        sock.settimeout(remaining)
-                        clamped = True
-                try:
-                    chunk = raw.read1(_CHUNK, decode_content=True)
-                except urllib3.exceptions.ReadTimeoutError as exc:
-                    if watch.fired or (clamped and deadline - self._monotonic() < 0.05):
-                        raise self._deadline_error(size) from exc
-                    raise
-                except Exception as exc:
-                    if watch.fired:  # the watchdog shut the socket: a deadline, not a reset
-                        raise self._deadline_error(size) from exc
-                    raise
-                if not chunk:
-                    if self._watchdog.disarm(watch):  # EOF because the watchdog shut it
-                        raise self._deadline_error(size)
-                    return b"".join(chunks), size
-                size += len(chunk)
-                if size > cap:
-                    if not truncate:
-                        return None, size
-                    keep(chunk[: len(chunk) - (size - cap)])
-                    return b"".join(chunks), size
-                keep(chunk)
-        finally:
-            self._watchdog.disarm(watch)
-            response.close()
-
-    def _deadline_error(self, size: int | None) -> DeadlineError:
-        """``size`` bytes of body read; None: still waiting for the status line and headers."""
-        where = "before the response headers" if size is None else f"after {size} bytes of body"
-        return DeadlineError(f"total deadline of {self._settings.total_timeout:g}s passed {where}")
-
-    def _discard(self, response: requests.Response) -> None:
-        """Drop a body we won't use; drain a small one first so the connection can be reused."""
-        length = _header_int(response.headers.get("Content-Length"))
-        if length is not None and length <= _DRAIN_MAX:
-            response.raw.drain_conn()
-        response.close()
-
     def _result(
         self,
         url: str,
@@ -850,12 +502,12 @@ class Fetcher:
         size: int | None = None,
     ) -> FetchResult:
         headers = response.headers
-        media, charset = _media_type(headers.get("Content-Type"))
+        media, charset = media_type(headers.get("Content-Type"))
         fetched_at = self._now()
         retry_after = headers.get("Retry-After")
         status = response.status_code
         if size is None:
-            size = len(body) if body is not None else _header_int(headers.get("Content-Length"))
+            size = len(body) if body is not None else header_int(headers.get("Content-Length"))
         return FetchResult(
             url=url,
             final_url=final_url,
@@ -875,11 +527,3 @@ class Fetcher:
             reason=response.reason,
             headers=tuple(response.raw.headers.items()) if response.raw is not None else (),
         )
-
-
-def _normalize(url: str) -> str:
-    """The form redirect targets take (ada's href, no fragment), for loop detection."""
-    try:
-        return ada_url.URL(url).href.partition("#")[0]
-    except ValueError:
-        return url

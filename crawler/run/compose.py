@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from crawler.clock import utc_now
 from crawler.config import Config, FetchSettings, PolitenessSettings
+from crawler.fetch import httpheaders
 from crawler.fetch.fetcher import Fetcher
 from crawler.fetch.gate import MAX_CRAWL_DELAY_S, HostGate, RobotsCache
 from crawler.fetch.robots import fetch_robots, robots_fetch_settings
@@ -173,6 +174,7 @@ def frontier_for(
 
 def build_parts(config: Config, writer: Writer, scope: Scope, stop: Event) -> Parts:
     """The frontier and the worker, wired to politeness, robots.txt, sitemaps and the writer."""
+    httpheaders.install()  # same headers, parsed without the email package (its docstring)
     polite = config.politeness
     delays = HostDelays(polite)
     fetcher = partial(make_fetcher, config, scope, HostGate(delays), stop)

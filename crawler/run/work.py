@@ -19,8 +19,8 @@ from typing import BinaryIO, cast
 from crawler import errors
 from crawler.config import ScheduleSettings
 from crawler.errors import ErrorKind, http_status_message
-from crawler.fetch.fetcher import FetchOutcome
 from crawler.fetch.gate import RobotsCache
+from crawler.fetch.response import FetchOutcome
 from crawler.fetch.robots import RobotsPolicy
 from crawler.parse.extract import Extractor, needs_tree
 from crawler.parse.links import LinkPolicy, follow_links
