@@ -21,12 +21,7 @@ the deadline: :mod:`crawler.fetch.deadline`; proxies: :mod:`crawler.fetch.proxie
   failed before that; either way exactly once, so the gate measures real send times.
   Time spent in it counts neither against ``total_timeout`` nor in ``elapsed_ms``. An exception
   from it ends the attempt as a final ``other`` error.
-* **Private networks.** With ``allow_private`` set, every direct connection is checked once
-  connected, before the request is sent (:mod:`crawler.fetch.netguard`): a non-public peer address
-  whose host ``allow_private(host)`` refuses fails the attempt with
-  :class:`~crawler.fetch.netguard.PrivateAddressError`, kind ``other``, or ``redirect`` on a
-  redirect hop (then, as for other redirect failures, ``result`` is the 3xx that pointed there). Not
-  retried. Proxied connections are not checked (the peer is the proxy).
+* **Private networks**: see :mod:`crawler.fetch.netguard`.
 * **Retried:** connection errors, DNS ``EAI_AGAIN`` (a temporary lookup failure; a name that does
   not exist is final at once), timeouts (including the deadline), a connection broken mid-body
   (kind ``content``), and 429/500/502/503/504. **Not retried:** TLS, redirect, too_large, a body
@@ -78,10 +73,9 @@ from crawler.fetch.response import (
     FetchOutcome,
     _Attempt,
     classify_attempt,
-    header_int,
+    fetch_result,
     media_type,
     normalize_target,
-    parse_retry_after,
 )
 from crawler.records import HTML_TYPES, ErrorRecord, FetchResult
 from crawler.urls import mask_credentials
@@ -501,29 +495,6 @@ class Fetcher:
         body: bytes | None,
         size: int | None = None,
     ) -> FetchResult:
-        headers = response.headers
-        media, charset = media_type(headers.get("Content-Type"))
         fetched_at = self._now()
-        retry_after = headers.get("Retry-After")
-        status = response.status_code
-        if size is None:
-            size = len(body) if body is not None else header_int(headers.get("Content-Length"))
-        return FetchResult(
-            url=url,
-            final_url=final_url,
-            status_code=status,
-            fetched_at=fetched_at,
-            elapsed_ms=int((self._monotonic() - start) * 1000),
-            redirects=len(chain),
-            content_type=media,
-            charset=charset,
-            content_length=size if status != 304 else None,
-            body=body,
-            etag=headers.get("ETag"),
-            last_modified=headers.get("Last-Modified"),
-            not_modified=status == 304,
-            retry_after_s=parse_retry_after(retry_after, fetched_at) if retry_after else None,
-            redirect_chain=tuple(chain),
-            reason=response.reason,
-            headers=tuple(response.raw.headers.items()) if response.raw is not None else (),
-        )
+        elapsed_ms = int((self._monotonic() - start) * 1000)
+        return fetch_result(url, final_url, response, chain, fetched_at, elapsed_ms, body, size)

@@ -40,6 +40,15 @@ Per-request cost, since a crawl sends thousands of requests a second through her
 * The guarded connections read responses through a 64 KiB buffer instead of ``http.client``'s
   8 KiB, so a typical page's headers and body arrive in one ``recv`` (each socket read is a
   ``poll`` and a ``recv``, and each releases the GIL, which 32 busy threads then fight over).
+
+How the fetcher uses it:
+
+* **Private networks.** With ``allow_private`` set, every direct connection is checked once
+  connected, before the request is sent (:mod:`crawler.fetch.netguard`): a non-public peer address
+  whose host ``allow_private(host)`` refuses fails the attempt with
+  :class:`~crawler.fetch.netguard.PrivateAddressError`, kind ``other``, or ``redirect`` on a
+  redirect hop (then, as for other redirect failures, ``result`` is the 3xx that pointed there). Not
+  retried. Proxied connections are not checked (the peer is the proxy).
 """
 
 from __future__ import annotations

@@ -121,3 +121,41 @@ def normalize_target(url: str) -> str:
         return ada_url.URL(url).href.partition("#")[0]
     except ValueError:
         return url
+
+
+def fetch_result(
+    url: str,
+    final_url: str,
+    response: requests.Response,
+    chain: list[str],
+    fetched_at: datetime,
+    elapsed_ms: int,
+    body: bytes | None,
+    size: int | None = None,
+) -> FetchResult:
+    """The :class:`FetchResult` of ``response``, reached from ``url`` through ``chain``."""
+    headers = response.headers
+    media, charset = media_type(headers.get("Content-Type"))
+    retry_after = headers.get("Retry-After")
+    status = response.status_code
+    if size is None:
+        size = len(body) if body is not None else header_int(headers.get("Content-Length"))
+    return FetchResult(
+        url=url,
+        final_url=final_url,
+        status_code=status,
+        fetched_at=fetched_at,
+        elapsed_ms=elapsed_ms,
+        redirects=len(chain),
+        content_type=media,
+        charset=charset,
+        content_length=size if status != 304 else None,
+        body=body,
+        etag=headers.get("ETag"),
+        last_modified=headers.get("Last-Modified"),
+        not_modified=status == 304,
+        retry_after_s=parse_retry_after(retry_after, fetched_at) if retry_after else None,
+        redirect_chain=tuple(chain),
+        reason=response.reason,
+        headers=tuple(response.raw.headers.items()) if response.raw is not None else (),
+    )
