@@ -253,18 +253,7 @@ def _run(
     writer = Writer(engine, config.store).start()
     parts: Parts | None = None
     try:
-        requeued = writer.run(
-            partial(recover, now=utc_now(), all_leases=is_sqlite(config.store.db))
-        )
-        if requeued:
-            log.info("requeued %d URLs left fetching by an earlier run", requeued)
-        n_seeds = 0
-        sort_query, strip = config.scope.sort_query, config.scope.strip_tracking
-        for batch in iter(lambda: list(itertools.islice(seeds, SEED_BATCH)), []):
-            urls = [canonicalize(s.url, sort_query=sort_query, strip_tracking=strip) for s in batch]
-            pairs = [(u, host_key(u), seed_kind(u)) for u in urls]
-            writer.add_seeds(pairs)
-            n_seeds += len(batch)
+        n_seeds = _recover_and_seed(config, writer, seeds)
         due = None
         if recrawl is not None:
             due = writer.run(partial(mark_due, due_before=recrawl.due_before, limit=recrawl.limit))
@@ -274,60 +263,90 @@ def _run(
             command="recrawl" if recrawl else "crawl",
         )
         if seed_only:  # the run's row keeps the settings that workers will take up
-            writer.run(
-                partial(finish_crawl, crawl_id=crawl_id, status=CrawlStatus.FINISHED, now=utc_now())
-            )
-            queued = writer.run(queued_count)
+            _, queued = _finish(writer, crawl_id, CrawlStatus.FINISHED)
             return CrawlOutcome(
                 crawl_id, CrawlStatus.FINISHED, "seeded", CrawlStats(), queued, n_seeds
             )
-        scope = Scope(
-            seed_hosts=writer.run(seed_hosts),
-            allowed_domains=config.scope.allowed_domains,
-            follow_external=config.scope.follow_external,
-            include=config.scope.include,
-            exclude=config.scope.exclude,
-        )
-        parts = build_parts(config, writer, scope, stop)
-        workers = config.crawl.workers
-        max_in_flight = config.crawl.max_in_flight or 2 * workers
-        pool: StreamingPool[FetchTask, PageResult] = StreamingPool(
-            parts.worker,
-            workers=workers,
-            max_in_flight=max_in_flight,
-            thread_name_prefix="fetch",
-            task_timeout=task_timeout(config),
-        )
-        eng = Engine(
-            parts.frontier,
-            pool,
-            writer,
-            limits=Limits(config.crawl.max_pages, config.crawl.max_time_s),
-            stop=stop,
-            abort=abort,
-            grace_s=config.crawl.shutdown_grace,
-        )
-        reporter = _progress(progress, eng, engine)
-        try:
-            stats = eng.run()
-        finally:
-            if reporter is not None:
-                reporter.stop()
-            # Fetches given up on still hold their threads: do not wait for them.
-            pool.shutdown(wait=not eng.abandoned, cancel=True)
-        status = eng.status
-        if status is CrawlStatus.RUNNING:
-            status = CrawlStatus.FAILED
-        if writer.error is None:
-            writer.run(partial(finish_crawl, crawl_id=crawl_id, status=status, now=utc_now()))
-            queued_left = writer.run(queued_count)
-        else:
-            queued_left = -1
+        parts = build_parts(config, writer, _scope(config, writer), stop)
+        eng = _dispatch(config, parts, writer, engine, stop, abort, progress)
+        status, queued_left = _finish(writer, crawl_id, eng.status)
         writer.close()
         return CrawlOutcome(
-            crawl_id, status, eng.stop_reason, stats, queued_left, n_seeds, eng.abandoned, due
+            crawl_id, status, eng.stop_reason, eng.stats, queued_left, n_seeds, eng.abandoned, due
         )
     finally:
         if parts is not None:
             parts.close()
         writer.close()
+
+
+def _recover_and_seed(config: Config, writer: Writer, seeds: Iterator[Seed]) -> int:
+    """Requeue what a dead run left ``fetching``, then queue the seeds; how many seeds."""
+    requeued = writer.run(partial(recover, now=utc_now(), all_leases=is_sqlite(config.store.db)))
+    if requeued:
+        log.info("requeued %d URLs left fetching by an earlier run", requeued)
+    n_seeds = 0
+    sort_query, strip = config.scope.sort_query, config.scope.strip_tracking
+    for batch in iter(lambda: list(itertools.islice(seeds, SEED_BATCH)), []):
+        urls = [canonicalize(s.url, sort_query=sort_query, strip_tracking=strip) for s in batch]
+        writer.add_seeds([(u, host_key(u), seed_kind(u)) for u in urls])
+        n_seeds += len(batch)
+    return n_seeds
+
+
+def _scope(config: Config, writer: Writer) -> Scope:
+    return Scope(
+        seed_hosts=writer.run(seed_hosts),
+        allowed_domains=config.scope.allowed_domains,
+        follow_external=config.scope.follow_external,
+        include=config.scope.include,
+        exclude=config.scope.exclude,
+    )
+
+
+def _dispatch(
+    config: Config,
+    parts: Parts,
+    writer: Writer,
+    db: Engine_,
+    stop: threading.Event,
+    abort: threading.Event | None,
+    progress: ProgressOptions | None,
+) -> Engine:
+    """Run the dispatcher over a pool of fetcher threads until the crawl ends."""
+    workers = config.crawl.workers
+    pool: StreamingPool[FetchTask, PageResult] = StreamingPool(
+        parts.worker,
+        workers=workers,
+        max_in_flight=config.crawl.max_in_flight or 2 * workers,
+        thread_name_prefix="fetch",
+        task_timeout=task_timeout(config),
+    )
+    eng = Engine(
+        parts.frontier,
+        pool,
+        writer,
+        limits=Limits(config.crawl.max_pages, config.crawl.max_time_s),
+        stop=stop,
+        abort=abort,
+        grace_s=config.crawl.shutdown_grace,
+    )
+    reporter = _progress(progress, eng, db)
+    try:
+        eng.run()
+    finally:
+        if reporter is not None:
+            reporter.stop()
+        # Fetches given up on still hold their threads: do not wait for them.
+        pool.shutdown(wait=not eng.abandoned, cancel=True)
+    return eng
+
+
+def _finish(writer: Writer, crawl_id: int, status: CrawlStatus) -> tuple[CrawlStatus, int]:
+    """Record how the run ended; the status and the URLs left queued (-1: writer failed)."""
+    if status is CrawlStatus.RUNNING:
+        status = CrawlStatus.FAILED
+    if writer.error is not None:
+        return status, -1
+    writer.run(partial(finish_crawl, crawl_id=crawl_id, status=status, now=utc_now()))
+    return status, writer.run(queued_count)

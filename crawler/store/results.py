@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, text, update
@@ -48,7 +48,7 @@ from crawler.store.common import (
 )
 from crawler.store.discovered import URL_FIELDS, store_urls
 from crawler.store.hosts import HostCache
-from crawler.store.rawsql import Row, Statement
+from crawler.store.rawsql import Converters, Row, Statement
 from crawler.urls import host_key, without_userinfo
 
 _update_fetched = (
@@ -191,26 +191,54 @@ def store_results(
     """Store one batch of results: new URLs, link rows, fetch rows (with their bodies when
     ``keep_html``, and in the full-text index when they have text), error rows, URL states."""
     values = stored_values(conn)
-    stamp = values.timestamp
-    at = stamp(now)
+    at = values.timestamp(now)
     # 1. Link targets become URLs (queued or excluded), then rows in ``links``.
     _store_links(conn, results, at, hosts)
-
     # 2. Fetch rows, error rows, and the fetched URLs' new state.
-    fetch_rows: list[Row] = []
-    kept: list[PageResult | None] = []
-    error_rows: list[Row] = []
-    url_rows: list[Row] = []
-    fetched_bytes = 0
+    rows = _BatchRows(crawl_id, values, at, keep_html)
     for res in results:
+        rows.add(res)
+    _insert_fetches(conn, rows.fetches, rows.kept)
+    _INSERT_ERRORS.executemany(conn, rows.errors)
+    _UPDATE_FETCHED.executemany(conn, rows.urls)
+    # A 304 means the links are those of the last fetch: they were seen again now, so that
+    # "links removed since ..." (last_seen_at older than the page's last fetch) stays true.
+    unchanged = [res.task.url_id for res in results if res.fetch and res.fetch.not_modified]
+    for chunk in chunks(unchanged):
+        _TOUCH_LINKS.execute(conn, (chunk, at))
+    requeue = [res.task.url_id for res in results if res.state is URLState.QUEUED]
+    for chunk in chunks(requeue):
+        _REQUEUE.execute(conn, (chunk,))
+    _store_redirect_targets(conn, results, at, hosts)
+    _store_robots(conn, [res.robots for res in results if res.robots is not None], at, hosts)
+    _COUNT_BATCH.execute(conn, (crawl_id, len(rows.fetches), len(rows.errors), rows.bytes))
+
+
+class _BatchRows:
+    """The ``fetches``, ``errors`` and ``urls`` rows of one batch, in stored form."""
+
+    def __init__(self, crawl_id: int, values: Converters, at: Any, keep_html: bool) -> None:
+        self._crawl_id = crawl_id
+        self._values = values
+        self._at = at
+        self._keep_html = keep_html
+        self.fetches: list[Row] = []
+        self.kept: list[PageResult | None] = []
+        """Per fetch row: the result whose body is kept (``keep_html``), else None."""
+        self.errors: list[Row] = []
+        self.urls: list[Row] = []
+        self.bytes = 0
+
+    def add(self, res: PageResult) -> None:
         f, p, task = res.fetch, res.parsed, res.task
-        fetched_at = stamp(f.fetched_at) if f is not None else at
+        stamp = self._values.timestamp
+        fetched_at = stamp(f.fetched_at) if f is not None else self._at
         if f is not None:
-            fetched_bytes += (f.content_length or 0) if f.body is not None else 0
-            fetch_rows.append(
+            self.bytes += (f.content_length or 0) if f.body is not None else 0
+            self.fetches.append(
                 (
                     task.url_id,
-                    crawl_id,
+                    self._crawl_id,
                     fetched_at,
                     f.status_code,
                     without_userinfo(f.final_url),
@@ -224,15 +252,15 @@ def store_results(
                     f.not_modified,
                     p.canonical_url if p else None,
                     p.noindex if p else False,
-                    values.json(p.data if p else None),
+                    self._values.json(p.data if p else None),
                     p.text if p else None,
                 )
             )
-            kept.append(res if keep_html and f.body is not None else None)
-        error_rows.extend(
+            self.kept.append(res if self._keep_html and f.body is not None else None)
+        self.errors.extend(
             (
                 task.url_id,
-                crawl_id,
+                self._crawl_id,
                 stamp(e.at),
                 e.attempt,
                 e.kind.value,
@@ -242,54 +270,50 @@ def store_results(
             )
             for e in res.errors
         )
-        if res.state is URLState.QUEUED:
-            continue  # given back to the frontier (robots.txt unreachable): not an attempt
-        plan = res.plan
-        state = URLState.GONE if plan is not None and plan.gone else res.state
-        etag, last_modified = _validators(task, f)
-        url_rows.append(
-            (
-                task.url_id,
-                state.value,
-                fetched_at,
-                etag,
-                last_modified,
-                p.content_hash if p else None,
-                stamp(plan.next_fetch_at) if plan else None,
-                plan.interval if plan else None,
-                plan.failures if plan else None,
-                plan.not_found if plan else None,
-            )
+        if res.state is not URLState.QUEUED:  # QUEUED: given back (robots.txt unreachable)
+            self.urls.append(_url_row(res, fetched_at, stamp))
+
+
+def _url_row(res: PageResult, fetched_at: Any, stamp: Callable[[Any], Any]) -> Row:
+    """The fetched URL's new state, validators and schedule (:data:`_UPDATE_FETCHED`)."""
+    plan, p, task = res.plan, res.parsed, res.task
+    state = URLState.GONE if plan is not None and plan.gone else res.state
+    etag, last_modified = _validators(task, res.fetch)
+    return (
+        task.url_id,
+        state.value,
+        fetched_at,
+        etag,
+        last_modified,
+        p.content_hash if p else None,
+        stamp(plan.next_fetch_at) if plan else None,
+        plan.interval if plan else None,
+        plan.failures if plan else None,
+        plan.not_found if plan else None,
+    )
+
+
+def _insert_fetches(
+    conn: Connection, fetch_rows: list[Row], kept: Sequence[PageResult | None]
+) -> None:
+    """Insert fetch rows; when bodies are kept or text indexed, with their ids (RETURNING)."""
+    if not fetch_rows:
+        return
+    fts = conn.dialect.name == "sqlite" and any(r[_TEXT] for r in fetch_rows)
+    if not (fts or any(kept)):
+        _INSERT_FETCHES.executemany(conn, fetch_rows)
+        return
+    fetch_ids = _INSERT_FETCHES_RETURNING.returning_many(conn, fetch_rows)
+    _store_bodies(conn, fetch_ids, kept)
+    if fts:
+        _INSERT_FTS.executemany(
+            conn,
+            [
+                (i, r[_TITLE], r[_TEXT])
+                for i, r in zip(fetch_ids, fetch_rows, strict=True)
+                if r[_TEXT]
+            ],
         )
-    if fetch_rows:
-        fts = conn.dialect.name == "sqlite" and any(r[_TEXT] for r in fetch_rows)
-        if fts or any(kept):
-            fetch_ids = _INSERT_FETCHES_RETURNING.returning_many(conn, fetch_rows)
-            _store_bodies(conn, fetch_ids, kept)
-            if fts:
-                _INSERT_FTS.executemany(
-                    conn,
-                    [
-                        (i, r[_TITLE], r[_TEXT])
-                        for i, r in zip(fetch_ids, fetch_rows, strict=True)
-                        if r[_TEXT]
-                    ],
-                )
-        else:
-            _INSERT_FETCHES.executemany(conn, fetch_rows)
-    _INSERT_ERRORS.executemany(conn, error_rows)
-    _UPDATE_FETCHED.executemany(conn, url_rows)
-    # A 304 means the links are those of the last fetch: they were seen again now, so that
-    # "links removed since ..." (last_seen_at older than the page's last fetch) stays true.
-    unchanged = [res.task.url_id for res in results if res.fetch and res.fetch.not_modified]
-    for chunk in chunks(unchanged):
-        _TOUCH_LINKS.execute(conn, (chunk, at))
-    requeue = [res.task.url_id for res in results if res.state is URLState.QUEUED]
-    for chunk in chunks(requeue):
-        _REQUEUE.execute(conn, (chunk,))
-    _store_redirect_targets(conn, results, at, hosts)
-    _store_robots(conn, [res.robots for res in results if res.robots is not None], at, hosts)
-    _COUNT_BATCH.execute(conn, (crawl_id, len(fetch_rows), len(error_rows), fetched_bytes))
 
 
 def _store_links(
