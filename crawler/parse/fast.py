@@ -80,17 +80,8 @@ def normalized(root: etree._Element, skip: frozenset[str] = INVISIBLE) -> str:
     return squash(" ".join(_texts(root, skip)))
 
 
-def parse_fast(
-    body: bytes,
-    url: str,
-    *,
-    charset: str | None,
-    sort_query: bool = False,
-    strip_tracking: bool = False,
-    keep_text: bool = False,
-) -> tuple[ParsedPage, str] | None:
-    """(page, normalized text) read with lxml alone; None when lxml cannot read the page (the
-    caller then takes the BeautifulSoup path)."""
+def _tree(body: bytes, charset: str | None) -> etree._Element | None:
+    """lxml's tree of the page; None when lxml cannot read it as bs4 would."""
     text = decode(body, charset)
     if text is None:
         return None
@@ -106,19 +97,33 @@ def parse_fast(
         return None
     if any("depth" in e.message.lower() for e in parser.error_log):
         return None  # libxml2 dropped what lies deeper than 256 levels; bs4's feed keeps it
+    return root
 
+
+def parse_fast(
+    body: bytes,
+    url: str,
+    *,
+    charset: str | None,
+    sort_query: bool = False,
+    strip_tracking: bool = False,
+    keep_text: bool = False,
+) -> tuple[ParsedPage, str] | None:
+    """(page, normalized text) read with lxml alone; None when lxml cannot read the page (the
+    caller then takes the BeautifulSoup path)."""
+    root = _tree(body, charset)
+    if root is None:
+        return None
     title = None
     for node in root.iter("title"):
         title = squash(node.text_content()) or None
         break
-
     base = url
     for node in root.iter("base"):
         href = node.get("href")
         if href is not None:
             base = resolve(url, href) or url
             break
-
     reader = PageReader(base, sort_query=sort_query, strip_tracking=strip_tracking)
     for node in root.iter("meta", "link", "a", "area"):
         tag = node.tag

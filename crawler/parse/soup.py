@@ -108,6 +108,13 @@ _UNUSABLE_CODECS = frozenset(
 )
 
 
+def _charset(body: bytes, declared: str | None) -> str | None:
+    """The charset to decode with: a BOM's (None: bs4 reads it), the header's, or a guess."""
+    if body.startswith(_BOMS):
+        return None  # bs4 would let from_encoding override the BOM
+    return usable_charset(declared) or sniff_charset(body)
+
+
 def parse_html(
     body: bytes,
     url: str,
@@ -125,40 +132,26 @@ def parse_html(
     :func:`sniff_charset`. ``keep_text`` adds the page's text; ``extract`` runs on the same
     document (see :mod:`crawler.parse.extract`).
     """
-    charset = usable_charset(charset)
-    if body.startswith(_BOMS):
-        charset = None  # bs4 would let from_encoding override the BOM
-    elif charset is None:
-        charset = sniff_charset(body)
+    charset = _charset(body, charset)
+    links = {"sort_query": sort_query, "strip_tracking": strip_tracking}
     if extract is None:  # nothing needs a BeautifulSoup tree: lxml alone, same values
-        fast = parse_fast(
-            body,
-            url,
-            charset=charset,
-            sort_query=sort_query,
-            strip_tracking=strip_tracking,
-            keep_text=keep_text,
-        )
+        fast = parse_fast(body, url, charset=charset, keep_text=keep_text, **links)
         if fast is not None:
             return fast[0]
     soup = BeautifulSoup(body, "lxml", from_encoding=charset)
-
     title_tag = soup.find("title")
     title = _WS.sub(" ", title_tag.get_text()).strip() if isinstance(title_tag, Tag) else None
-
     base = url
     base_tag = soup.find("base", href=True)
     if isinstance(base_tag, Tag):
         base = resolve(url, _attr(base_tag, "href") or "") or url
-
-    reader = PageReader(base, sort_query=sort_query, strip_tracking=strip_tracking)
+    reader = PageReader(base, **links)
     for meta in soup.find_all("meta"):
         reader.meta(_attr(meta, "name"), _attr(meta, "content"))
     for tag in soup.find_all("link", href=True):
         reader.canonical_link(_attr(tag, "href") or "", _attr(tag, "rel"))
     for tag in soup.find_all(("a", "area"), href=True):
         reader.link(_attr(tag, "href") or "", _attr(tag, "rel"))
-
     # Read everything the crawler needs before the extractor runs: a hook may change the soup.
     digest = content_hash(normalized_text(soup))
     text = page_text(soup) if keep_text else None

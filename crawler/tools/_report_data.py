@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, func, select, true
 
@@ -102,7 +103,20 @@ def collect(conn: Connection, crawl_id: int | None) -> Report:
     rep = Report(crawl_id, [tuple(r) for r in conn.execute(runs_q)])  # type: ignore[misc]
     if crawl_id and not rep.runs:
         raise UsageError(f"no crawl {crawl_id} in this database")
+    _collect_totals(conn, rep, in_fetches, in_errors)
+    _collect_times(conn, rep, in_fetches)
+    _collect_errors(conn, rep, in_errors)
+    _collect_depth_and_slowest(conn, rep, in_fetches)
+    _collect_broken(conn, rep, in_fetches, in_errors)
+    return rep
 
+
+def _collect_totals(
+    conn: Connection,
+    rep: Report,
+    in_fetches: ColumnElement[bool],
+    in_errors: ColumnElement[bool],
+) -> None:
     fetches, urls, size = conn.execute(
         select(func.count(), func.count(Fetch.url_id.distinct()), func.sum(Fetch.content_length))
         .select_from(Fetch)
@@ -129,8 +143,11 @@ def collect(conn: Connection, crawl_id: int | None) -> Report:
             .order_by(Fetch.status_code)
         )
     ]
-    _collect_times(conn, rep, in_fetches)
-    _collect_errors(conn, rep, in_errors)
+
+
+def _collect_depth_and_slowest(
+    conn: Connection, rep: Report, in_fetches: ColumnElement[bool]
+) -> None:
     rep.depth = [
         (int(d), int(n))
         for d, n in conn.execute(
@@ -142,7 +159,6 @@ def collect(conn: Connection, crawl_id: int | None) -> Report:
             .order_by(Url.depth)
         )
     ]
-    _collect_broken(conn, rep, in_fetches, in_errors)
     rep.slowest = [
         (r.url, r.status_code, r.title, r.elapsed_ms, r.content_length)
         for r in conn.execute(
@@ -153,7 +169,6 @@ def collect(conn: Connection, crawl_id: int | None) -> Report:
             .limit(TOP_SLOW)
         )
     ]
-    return rep
 
 
 def _collect_times(conn: Connection, rep: Report, in_fetches: ColumnElement[bool]) -> None:
@@ -260,6 +275,18 @@ def _collect_broken(
         conn.execute(select(func.count()).select_from(by_status.subquery())).scalar_one()
         + conn.execute(select(func.count()).select_from(by_error.subquery())).scalar_one()
     )
+    _broken_top(conn, rep, by_status, by_error, refs, in_errors)
+
+
+def _broken_top(
+    conn: Connection,
+    rep: Report,
+    by_status: Any,
+    by_error: Any,
+    refs: Any,
+    in_errors: ColumnElement[bool],
+) -> None:
+    """The most linked-to broken URLs, each with why and a few of the pages linking to it."""
     found: dict[int, Broken] = {}
     for uid, url, code, n in conn.execute(
         by_status.order_by(refs.desc(), Url.url).limit(TOP_BROKEN)

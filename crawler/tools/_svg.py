@@ -73,15 +73,7 @@ def column_chart(
     y_max = marks[-1]
     bar_w = min(56.0, max(1.0, slot * (0.72 if len(bars) < 30 else 0.9)))
     out = [_svg_open(width, height, f"{y_title} by {x_title}")]
-    for t in marks:
-        y = top + plot_h - plot_h * t / y_max
-        out.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>'
-        )
-        out.append(
-            f'<text class="tick" x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{esc(num(t))}</text>"
-        )
+    out.extend(_grid(marks, left, width - right, top, plot_h))
     for i, bar in enumerate(bars):
         x = left + slot * i + (slot - bar_w) / 2
         base = float(top + plot_h)
@@ -104,25 +96,32 @@ def column_chart(
                 f'text-anchor="middle">{esc(num(total))}</text>'
             )
         if i % label_every == 0:
-            cx, cy = x + bar_w / 2, top + plot_h + 17
-            anchor = "end" if cx + len(bar.label) * 3.2 > width else "middle"  # keep it inside
-            place = (
-                f'transform="translate({cx + 4:.1f} {cy - 6}) rotate(-35)" text-anchor="end"'
-                if slanted
-                else f'x="{cx:.1f}" y="{cy}" text-anchor="{anchor}"'
-            )
-            out.append(f'<text class="tick" {place}>{esc(bar.label)}</text>')
+            out.append(_column_label(bar.label, x + bar_w / 2, top + plot_h + 17, width, slanted))
     out.append(_axes(left, top, plot_w, plot_h))
     out.append(
         f'<text class="axis-title" x="{left + plot_w / 2:.1f}" y="{height - 10}" '
         f'text-anchor="middle">{esc(x_title)}</text>'
-    )
-    out.append(
         f'<text class="axis-title" transform="translate(16 {top + plot_h / 2:.1f}) '
         f'rotate(-90)" text-anchor="middle">{esc(y_title)}</text>'
+        "</svg>"
     )
-    out.append("</svg>")
     return "".join(out)
+
+
+def _grid(
+    marks: Sequence[float], left: float, right: float, top: float, plot_h: float
+) -> list[str]:
+    """A horizontal grid line and its value label per tick mark."""
+    y_max = marks[-1]
+    out = []
+    for t in marks:
+        y = top + plot_h - plot_h * t / y_max
+        out.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        out.append(
+            f'<text class="tick" x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{esc(num(t))}</text>"
+        )
+    return out
 
 
 def bar_chart(bars: Sequence[Bar], *, x_title: str, label_width: int = 150) -> str:
@@ -188,3 +187,13 @@ def _axes(left: int, top: int, plot_w: int, plot_h: int) -> str:
         f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" '
         f'y2="{top + plot_h}"/>'
     )
+
+
+def _column_label(label: str, cx: float, cy: float, width: float, slanted: bool) -> str:
+    anchor = "end" if cx + len(label) * 3.2 > width else "middle"  # keep it inside
+    place = (
+        f'transform="translate({cx + 4:.1f} {cy - 6}) rotate(-35)" text-anchor="end"'
+        if slanted
+        else f'x="{cx:.1f}" y="{cy}" text-anchor="{anchor}"'
+    )
+    return f'<text class="tick" {place}>{esc(label)}</text>'
