@@ -36,7 +36,7 @@ def _write(tmp_path: Path, text: str, name: str = "settings.toml") -> Path:
 
 def _plain_sections() -> dict[str, Any]:
     """Every section but [extract], whose rules are tables the file shows as a commented
-    example (tests/test_extract.py covers it)."""
+    example (tests/parse/test_extract.py covers it)."""
     sections = dataclasses.asdict(Config())
     del sections["extract"]
     return sections

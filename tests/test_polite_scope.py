@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.crawlkit import crawl, query
+from tests.fetch.test_politeness import by_host, links_page, url_states
 from tests.siteserver import Page, Redirect, loopback_hosts
-from tests.test_politeness import by_host, links_page, url_states
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.crawlkit import crawl, query
+from tests.fetch.test_politeness import fetched_urls, gets, links_page, url_states
 from tests.siteserver import Redirect
-from tests.test_politeness import fetched_urls, gets, links_page, url_states
 
 pytestmark = pytest.mark.timeout(60)
 

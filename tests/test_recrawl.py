@@ -32,7 +32,7 @@ import pytest
 from crawler.commands.cli import main
 from tests.crawlkit import FAST, ROOT, query, write_seeds, write_settings
 from tests.siteserver import ETagPage, NotFound, Page, RequestRecord, SiteServer
-from tests.test_db import pg_url as pg_url
+from tests.store.test_db import pg_url as pg_url
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -832,7 +832,7 @@ def test_sitemap_lastmod_after_the_last_fetch_makes_a_url_due(crawled: Workspace
 
 @pytest.fixture
 def pg_db(pg_url: str) -> str:
-    """A fresh schema on the test PostgreSQL server: the fixture of tests/test_db.py."""
+    """A fresh schema on the test PostgreSQL server: the fixture of tests/store/test_db.py."""
     return pg_url
 
 

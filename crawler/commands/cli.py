@@ -6,8 +6,8 @@ ours), always one line on stderr and no traceback; 130 interrupted.
 
 Start-up is paid on every run, so this module imports only the standard library at load time:
 ``--version`` and ``--help`` import nothing else, and a command imports what it uses (the
-settings, requests, SQLAlchemy, one tool module) once it is parsed. ``tests/test_startup.py``
-checks it.
+settings, requests, SQLAlchemy, one tool module) once it is parsed.
+``tests/commands/test_startup.py`` checks it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ value without a bare CR, ended by an empty line, and no ``Content-Type`` that wo
 email parser look for MIME parts. Anything else (folded lines, a line without a colon, an
 envelope ``From`` line, a missing blank line, multipart or ``message/*`` types, the odd bytes
 of a hostile server) goes to the original function, given the same bytes again.
-``tests/test_httpheaders.py`` checks that both give the same message, attribute for attribute,
+``tests/fetch/test_httpheaders.py`` checks that both give the same message, attribute for attribute,
 on generated header blocks.
 """
 

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 HEAD_REVISION = "0005"
-"""The latest revision in ``migrations/versions``; ``tests/test_startup.py`` checks it is."""
+"""The latest revision in ``migrations/versions``; ``tests/commands/test_startup.py`` checks it
+is."""
 
 
 def database_url(db: str) -> str:

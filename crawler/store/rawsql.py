@@ -8,7 +8,7 @@ Core statement stays the single definition of its SQL, but is compiled once per 
 the DBAPI string and the order of its parameters; callers pass plain tuples whose values are
 already what the driver stores (:func:`converters`), and a batch is one ``executemany``. The
 strings still run through ``Connection.exec_driver_sql``, so SQLAlchemy's transaction, events
-and error wrapping (``DBAPIError``) are unchanged. ``tests/test_rawsql.py`` checks that the
+and error wrapping (``DBAPIError``) are unchanged. ``tests/store/test_rawsql.py`` checks that the
 rows stored are byte-identical to what the Core statements stored.
 """
 

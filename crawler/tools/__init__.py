@@ -8,7 +8,7 @@ its own. Tools only read: they open the database through :func:`crawler.tools.re
 Tool modules import SQLAlchemy, the models and more, which ``--help`` and a crawl do not need.
 So the CLI lists the tools from :data:`TOOLS` (name and one-line help) and imports a tool's
 module only when that tool is the command being run. A new tool module needs its line in
-:data:`TOOLS`; ``tests/test_startup.py`` checks the two agree.
+:data:`TOOLS`; ``tests/commands/test_startup.py`` checks the two agree.
 
 They stay a package of their own beside :mod:`crawler.commands` because their rule is their
 own: they only read. Must not import: ``crawler.run``, ``crawler.fetch``, ``crawler.parse``,

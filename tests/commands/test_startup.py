@@ -30,7 +30,7 @@ from crawler.store.db import HEAD_REVISION, _alembic_config, is_at_head, make_en
 from crawler.tools import TOOLS, load
 from tests.crawlkit import ROOT, write_seeds, write_settings
 from tests.siteserver import Page, Site
-from tests.test_db import pg_url as pg_url  # the one PostgreSQL fixture
+from tests.store.test_db import pg_url as pg_url  # the one PostgreSQL fixture
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,7 +13,7 @@ from crawler.records import FetchTask, PageResult, URLState
 from crawler.run.engine import Engine
 from crawler.run.frontier import Frontier
 from crawler.run.pool import StreamingPool
-from tests.test_frontier import FakeStore, task
+from tests.run.test_frontier import FakeStore, task
 
 
 class FakeWriter:

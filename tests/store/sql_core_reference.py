@@ -1,6 +1,6 @@
 """The Core implementation of the writer's hot statements, before ``crawler.store.rawsql``.
 
-``tests/test_rawsql.py`` runs the same batches through this and through
+``tests/store/test_rawsql.py`` runs the same batches through this and through
 ``crawler.store.results`` and checks the databases end up identical, row for row and byte for byte.
 Only the functions that changed are here; the rest (tables, ``_validators``, ``_store_bodies``)
 comes from ``crawler.store.results``. Change this file only to follow a deliberate change of what

@@ -1,7 +1,7 @@
 """Many crawler processes sharing one PostgreSQL frontier (issue 9, DESIGN §6).
 
 Every test runs against the real PostgreSQL server at 127.0.0.1:5432 in a fresh schema (the
-``pg_url`` fixture of ``tests/test_db.py``: skipped locally when the server is down, a failure
+``pg_url`` fixture of ``tests/store/test_db.py``: skipped locally when the server is down, a failure
 when ``CI`` is set). Workers run as real subprocesses, so the loopback site server in this
 process judges their politeness by kernel arrival times, not by who holds this GIL.
 """
@@ -35,7 +35,6 @@ from crawler.store.results import store_results
 from crawler.store.runs import start_crawl
 from crawler.urls import host_key
 from models import Host, Url
-from tests import test_db
 from tests.crawlkit import FAST, ROOT, run_cli, write_seeds, write_settings
 from tests.siteserver import (
     Behaviour,
@@ -48,6 +47,7 @@ from tests.siteserver import (
     generate_site,
     loopback_hosts,
 )
+from tests.store import test_db
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(90)]
 

@@ -2,7 +2,7 @@
 
 ``crawler.store.results`` runs its hot statements as SQL strings compiled once, with values
 converted by ``crawler.store.rawsql`` instead of SQLAlchemy's type processors. Each test here
-runs the same work through that code and through ``tests/sql_core_reference.py`` (the Core
+runs the same work through that code and through ``tests/store/sql_core_reference.py`` (the Core
 implementation it replaced) on two fresh databases, and compares every table: on SQLite value and
 storage type of every column (what ``sqlite3`` users read), on PostgreSQL every value.
 """
@@ -45,8 +45,8 @@ from crawler.store.results import _INSERT_ERRORS
 from crawler.store.runs import start_crawl
 from crawler.urls import host_key
 from models.base import UTCDateTime
-from tests import sql_core_reference as core
-from tests.test_db import PG_URL
+from tests.store import sql_core_reference as core
+from tests.store.test_db import PG_URL
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from crawler.commands.cli import main
-from tests import test_db
 from tests.crawlkit import crawl
 from tests.siteserver import (
     FailThenSucceed,
@@ -25,6 +24,7 @@ from tests.siteserver import (
     generate_site,
     loopback_hosts,
 )
+from tests.store import test_db
 
 HOSTILE_TITLE = "<script>alert('pwned')</script><img src=x onerror=alert(2)> & \"quoted\""
 CHARTS = ("Status codes", "Fetches over time", "Response times", "Depth", "Errors by kind")

@@ -21,7 +21,6 @@ import pytest
 
 from crawler.commands.cli import main
 from crawler.tools.query import more_than_one_statement
-from tests import test_db
 from tests.crawlkit import ROOT, crawl, query, run_cli
 from tests.siteserver import (
     EXTERNAL_HOST,
@@ -32,6 +31,7 @@ from tests.siteserver import (
     generate_site,
     loopback_hosts,
 )
+from tests.store import test_db
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,7 +16,6 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.commands.cli import main
-from tests import test_db
 from tests.crawlkit import ROOT, crawl
 from tests.siteserver import (
     Binary,
@@ -28,6 +27,7 @@ from tests.siteserver import (
     generate_site,
     loopback_hosts,
 )
+from tests.store import test_db
 
 GZ_BODY = "<html><head><title>gz</title></head><body>zipped \u00fc body</body></html>"
 
