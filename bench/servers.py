@@ -243,7 +243,7 @@ _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 class _TimedHandler(_Handler):
     """Takes each request's start from the kernel's receive timestamp of its first bytes, so
-    the politeness gaps do not depend on when this thread got the GIL (as tests/siteserver).
+    the politeness gaps do not depend on when this thread got the GIL (as tests/mockserver).
     Unbuffered reads, so the next request's bytes wait in the socket to be peeked at."""
 
     rbufsize = 0

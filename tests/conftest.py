@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.siteserver"]
+pytest_plugins = ["tests.mockserver.fixture"]
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 

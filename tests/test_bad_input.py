@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.crawlkit import FAST, ROOT, crawl_in_subprocess, query, run_cli, write_settings
-from tests.siteserver import Page, Site, SiteServer, SiteServerFactory, generate_site
+from tests.mockserver import Page, Site, SiteServer, SiteServerFactory, generate_site
 from tests.test_soak import run_with_peak_rss
 
 ROOT_USER = os.geteuid() == 0

@@ -63,52 +63,37 @@ def test_connect_timeout_is_timeout_not_connect() -> None:
     assert classify(exc) is ErrorKind.TIMEOUT
 
 
-@pytest.mark.parametrize(
-    "exc",
-    [
+_LIBRARY_ERRORS: dict[ErrorKind, list[BaseException]] = {
+    ErrorKind.TIMEOUT: [
         requests.ReadTimeout("read timed out"),
         urllib3.exceptions.ReadTimeoutError(None, "/", "Read timed out."),  # type: ignore[arg-type]
         TimeoutError("timed out"),  # socket.timeout is an alias since 3.10
     ],
-    ids=type,
-)
-def test_timeouts(exc: BaseException) -> None:
-    assert classify(exc) is ErrorKind.TIMEOUT
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [
+    ErrorKind.TLS: [
         requests.exceptions.SSLError("certificate verify failed"),
         urllib3.exceptions.SSLError("wrong version number"),
     ],
-    ids=type,
-)
-def test_tls(exc: BaseException) -> None:
-    assert classify(exc) is ErrorKind.TLS
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [
+    ErrorKind.CONTENT: [
         requests.exceptions.ChunkedEncodingError("incomplete chunked read"),
         requests.exceptions.ContentDecodingError("bad gzip"),
         urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead"),
         urllib3.exceptions.DecodeError("bad deflate"),
     ],
-    ids=type,
-)
-def test_content(exc: BaseException) -> None:
-    assert classify(exc) is ErrorKind.CONTENT
+    ErrorKind.REDIRECT: [
+        requests.TooManyRedirects("Exceeded 30 redirects."),
+        requests.exceptions.InvalidSchema("x"),
+    ],
+}
+"""requests', urllib3's and the stdlib's exceptions, by the kind each must classify as."""
 
 
 @pytest.mark.parametrize(
-    "exc",
-    [requests.TooManyRedirects("Exceeded 30 redirects."), requests.exceptions.InvalidSchema("x")],
-    ids=type,
+    ("exc", "kind"),
+    [(exc, kind) for kind, excs in _LIBRARY_ERRORS.items() for exc in excs],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v.value,
 )
-def test_redirect(exc: BaseException) -> None:
-    assert classify(exc) is ErrorKind.REDIRECT
+def test_library_errors_by_kind(exc: BaseException, kind: ErrorKind) -> None:
+    assert classify(exc) is kind
 
 
 @pytest.mark.parametrize(

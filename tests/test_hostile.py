@@ -4,7 +4,7 @@ Most faults are served together by one site and crawled once (``hostile``, modul
 test then checks its own URL -- the exact ``errors.kind``, a useful message, the URL's state --
 and, through ``test_healthy_pages_survive``, that the healthy pages of the same crawl were all
 stored. Faults that need their own settings (robots.txt, the gzip bomb with its memory bound,
-50,000 links, IPv6) get their own crawl. The behaviours live in :mod:`tests.hostile`;
+50,000 links, IPv6) get their own crawl. The behaviours live in :mod:`tests.mockserver.hostile`;
 ``docs/reliability.md`` lists every fault with what the crawler does.
 """
 
@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from tests.crawlkit import FAST, ROOT, crawl, query, write_seeds, write_settings
-from tests.hostile import (
+from tests.mockserver import FailThenSucceed, Oversized, Page, Redirect, Site, SiteServer
+from tests.mockserver.hostile import (
     TIME_BIN,
     BrokenChunked,
     DripBody,
@@ -42,7 +43,6 @@ from tests.hostile import (
     peak_rss_mb,
     refused_port,
 )
-from tests.siteserver import FailThenSucceed, Oversized, Page, Redirect, Site, SiteServer
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,4 @@
-"""Tests of the integration-test HTTP server itself (tests/siteserver.py)."""
+"""Tests of the integration-test HTTP server itself (tests/mockserver/)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 import pytest
 import requests
 
-from tests.siteserver import (
+from tests.mockserver import (
     Binary,
     Drip,
     ETagPage,
@@ -31,7 +31,7 @@ from tests.siteserver import (
     generate_site,
     loopback_hosts,
 )
-from tests.siteserver import site_server as site_server  # the fixture, by name
+from tests.mockserver import site_server as site_server  # the fixture, by name
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.crawlkit import ROOT, query, write_seeds, write_settings
-from tests.siteserver import Page, Site
+from tests.mockserver import Page, Site
 
 IGNORED = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "*.db", "*.db-*"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.crawlkit import crawl, query
 from tests.fetch.test_politeness import by_host, links_page, url_states
-from tests.siteserver import Page, Redirect, loopback_hosts
+from tests.mockserver import Page, Redirect, loopback_hosts
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ import pytest
 from crawler.parse.sitemap_fields import priority_rank
 from tests.crawlkit import crawl, query
 from tests.fetch.test_politeness import POLITE, gets, layer, links_page, robots, url_states
-from tests.siteserver import Page, loopback_hosts
+from tests.mockserver import Page, loopback_hosts
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.crawlkit import crawl, query
 from tests.fetch.test_politeness import fetched_urls, gets, links_page, url_states
-from tests.siteserver import Redirect
+from tests.mockserver import Redirect
 
 pytestmark = pytest.mark.timeout(60)
 

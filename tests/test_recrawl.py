@@ -31,7 +31,7 @@ import pytest
 
 from crawler.commands.cli import main
 from tests.crawlkit import FAST, ROOT, query, write_seeds, write_settings
-from tests.siteserver import ETagPage, NotFound, Page, RequestRecord, SiteServer
+from tests.mockserver import ETagPage, NotFound, Page, RequestRecord, SiteServer
 from tests.store.test_db import pg_url as pg_url
 
 pytestmark = pytest.mark.timeout(120)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.crawlkit import FAST, ROOT, query, write_seeds, write_settings
-from tests.siteserver import (
+from tests.mockserver import (
     Behaviour,
     RequestContext,
     SiteServer,

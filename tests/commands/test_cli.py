@@ -12,7 +12,7 @@ import pytest
 
 from crawler.commands.cli import main
 from tests.crawlkit import ROOT, query, run_cli, write_seeds, write_settings
-from tests.siteserver import Page, Site
+from tests.mockserver import Page, Site
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -195,35 +195,41 @@ def test_seed_file_with_only_bad_lines_exits_2(workdir: Path) -> None:
 # --------------------------------------------------------------------------- bad settings
 
 
-def test_unknown_key_in_config_file(workdir: Path) -> None:
-    other = workdir / "other.toml"
-    other.write_text("[crawl]\nworkerz = 4\n", encoding="utf-8")
-    result = cli("seed.txt", "--config", "other.toml", cwd=workdir)
+@pytest.mark.parametrize(
+    ("file", "text", "flags", "wanted"),
+    [
+        pytest.param(
+            "other.toml",
+            "[crawl]\nworkerz = 4\n",
+            ("--config", "other.toml"),
+            ("workerz", "other.toml"),
+            id="unknown-key-in-config-file",
+        ),
+        pytest.param(
+            "settings.toml",
+            "[politeness]\ndelay_s = 0\n",
+            (),
+            ("delay_s", "settings.toml"),
+            id="unknown-key-in-default-settings-toml",
+        ),
+        pytest.param(
+            "settings.toml",
+            '[crawl]\nworkers = "eight"\n',
+            (),
+            ("workers", "settings.toml", "'eight'"),
+            id="wrong-type-in-config-file",
+        ),
+    ],
+)
+def test_bad_settings_file(
+    workdir: Path, file: str, text: str, flags: tuple[str, ...], wanted: tuple[str, ...]
+) -> None:
+    (workdir / file).write_text(text, encoding="utf-8")
+    result = cli("seed.txt", *flags, cwd=workdir)
     assert result.returncode == 2
     line = one_line(result.stderr)
-    assert "workerz" in line
-    assert "other.toml" in line
-    _no_database(workdir)
-
-
-def test_unknown_key_in_default_settings_toml(workdir: Path) -> None:
-    (workdir / "settings.toml").write_text("[politeness]\ndelay_s = 0\n", encoding="utf-8")
-    result = cli("seed.txt", cwd=workdir)
-    assert result.returncode == 2
-    line = one_line(result.stderr)
-    assert "delay_s" in line
-    assert "settings.toml" in line
-    _no_database(workdir)
-
-
-def test_wrong_type_in_config_file(workdir: Path) -> None:
-    (workdir / "settings.toml").write_text('[crawl]\nworkers = "eight"\n', encoding="utf-8")
-    result = cli("seed.txt", cwd=workdir)
-    assert result.returncode == 2
-    line = one_line(result.stderr)
-    assert "workers" in line
-    assert "settings.toml" in line
-    assert "'eight'" in line
+    for part in wanted:
+        assert part in line
     _no_database(workdir)
 
 

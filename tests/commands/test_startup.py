@@ -29,7 +29,7 @@ from crawler.errors import DatabaseError
 from crawler.store.db import HEAD_REVISION, _alembic_config, is_at_head, make_engine, upgrade
 from crawler.tools import TOOLS, load
 from tests.crawlkit import ROOT, write_seeds, write_settings
-from tests.siteserver import Page, Site
+from tests.mockserver import Page, Site
 from tests.store.test_db import pg_url as pg_url  # the one PostgreSQL fixture
 
 pytestmark = pytest.mark.timeout(120)

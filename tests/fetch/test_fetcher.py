@@ -41,7 +41,7 @@ from crawler.fetch.netguard import (
 )
 from crawler.fetch.proxies import ProxyRules
 from crawler.fetch.response import FetchOutcome, parse_retry_after
-from tests.siteserver import Page, Redirect, RequestContext, Site, SiteServerFactory
+from tests.mockserver import Page, Redirect, RequestContext, Site, SiteServerFactory
 
 URL = "http://example.test/page"
 HTML = {"Content-Type": "text/html; charset=utf-8"}

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Collection, Sequence
-from concurrent.futures import Future
 
 from crawler.config import PolitenessSettings
 from crawler.fetch.gate import GATE_MARGIN_S, HostGate
 from crawler.records import FetchTask
 from crawler.run.frontier import Frontier
+from tests.run.test_frontier import FakeStore
 
 
 class FakeTime:
@@ -100,28 +99,9 @@ def _task(i: int, host: int, url: str | None = None) -> FetchTask:
     )
 
 
-class Store:
-    def __init__(self, tasks: list[FetchTask]) -> None:
-        self.tasks = tasks
-        self.excluded: list[set[int]] = []
-        self.given_back: list[FetchTask] = []
-
-    def claim(self, n: int, exclude: Collection[int], per_host: int) -> Future[list[FetchTask]]:
-        self.excluded.append(set(exclude))
-        picked = [t for t in self.tasks if t.host_id not in exclude][:n]
-        for t in picked:
-            self.tasks.remove(t)
-        fut: Future[list[FetchTask]] = Future()
-        fut.set_result(picked)
-        return fut
-
-    def give_back(self, tasks: Sequence[FetchTask], *, wait: bool = False) -> None:
-        self.given_back.extend(tasks)
-
-
 def test_frontier_diverts_disallowed_tasks_without_spending_the_host_turn() -> None:
     now = [0.0]
-    store = Store([_task(1, 1, "http://h1/private/a"), _task(2, 1, "http://h1/ok")])
+    store = FakeStore([_task(1, 1, "http://h1/private/a"), _task(2, 1, "http://h1/ok")])
     f = Frontier(
         PolitenessSettings(delay=10.0),
         store,
@@ -138,7 +118,7 @@ def test_frontier_diverts_disallowed_tasks_without_spending_the_host_turn() -> N
 
 def test_frontier_caps_pages_per_host_and_releases_the_rest() -> None:
     now = [0.0]
-    store = Store([_task(i, 1) for i in range(6)] + [_task(100 + i, 2) for i in range(2)])
+    store = FakeStore([_task(i, 1) for i in range(6)] + [_task(100 + i, 2) for i in range(2)])
     f = Frontier(
         PolitenessSettings(delay=0.0, per_host_concurrency=100),
         store,
@@ -155,12 +135,12 @@ def test_frontier_caps_pages_per_host_and_releases_the_rest() -> None:
     assert sorted(t.url_id for t in store.given_back) == [3, 4, 5]
     f.note_result()
     f.next_ready()
-    assert any(1 in ex for ex in store.excluded[1:])  # the capped host is never claimed again
+    assert any(1 in ex for _, ex in store.claims[1:])  # the capped host is never claimed again
 
 
 def test_frontier_uses_the_host_delay_function() -> None:
     now = [0.0]
-    store = Store([_task(i, 1) for i in range(3)])
+    store = FakeStore([_task(i, 1) for i in range(3)])
     f = Frontier(
         PolitenessSettings(delay=0.0),
         store,

@@ -24,7 +24,7 @@ from crawler.run.compose import build_parts
 from crawler.store.db import open_database
 from crawler.store.writer import Writer
 from crawler.urls import Scope
-from tests.siteserver import Page, Site
+from tests.mockserver import Page, Site
 
 ORIGINAL = httpheaders._ORIGINAL
 

@@ -26,7 +26,7 @@ from crawler.records import FetchTask, URLState
 from crawler.run.work import ROBOTS_MAX_FAILURES, PageWorker
 from crawler.urls import Scope
 from tests.crawlkit import crawl, crawl_in_subprocess, query
-from tests.siteserver import (
+from tests.mockserver import (
     FailThenSucceed,
     Page,
     Redirect,

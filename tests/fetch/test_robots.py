@@ -26,7 +26,7 @@ from crawler.fetch.robots import (
     product_token,
     robots_fetch_settings,
 )
-from tests.siteserver import Oversized, Page, Redirect, Site, SiteServerFactory, Slow
+from tests.mockserver import Oversized, Page, Redirect, Site, SiteServerFactory, Slow
 
 UA = "crawler/0.1"
 BASE = "https://www.example.com"

@@ -31,7 +31,7 @@ from tests.crawlkit import (
     write_seeds,
     write_settings,
 )
-from tests.siteserver import Page, Redirect, Site, SiteServer, SiteServerFactory
+from tests.mockserver import Page, Redirect, Site, SiteServer, SiteServerFactory
 from tests.test_bad_input import SECRET, text_columns
 
 

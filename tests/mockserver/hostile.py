@@ -1,6 +1,6 @@
 """Fault injection: servers that misbehave on purpose, one small behaviour class per fault.
 
-Every class here is a `tests.siteserver.Behaviour` (a callable taking a `RequestContext`), so it
+Every class here is a `tests.mockserver.Behaviour` (a callable taking a `RequestContext`), so it
 is served like any page: ``site.add("/reset", ResetMidBody())``. Faults that live below HTTP
 (a reset, a status line dripped a byte at a time, a broken chunked encoding, a garbage status
 line) write raw bytes to ``ctx.handler.connection`` instead of going through ``ctx.start``; they
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from tests.siteserver import RequestContext, SiteServer, _HostServer
+from tests.mockserver.context import RequestContext
+from tests.mockserver.server import SiteServer, _HostServer
 
 __all__ = [
     "BrokenChunked",

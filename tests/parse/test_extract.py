@@ -1,6 +1,6 @@
 """Issue 6, "Scraping: content and extraction rules", end to end.
 
-Every test crawls a real loopback site (``tests.siteserver``) into a real SQLite file with the
+Every test crawls a real loopback site (``tests.mockserver``) into a real SQLite file with the
 real CLI (in-process, so a hook module put on ``sys.path`` here is importable by the crawl), and
 reads the database back with plain ``sqlite3``: the queries users write are the ones checked.
 
@@ -34,7 +34,7 @@ import pytest
 
 from crawler.commands.cli import main
 from tests.crawlkit import FAST, ROOT, crawl, query, write_settings
-from tests.siteserver import Binary, ETagPage, Gzip, Page, Redirect, Site, SiteServer
+from tests.mockserver import Binary, ETagPage, Gzip, Page, Redirect, Site, SiteServer
 
 pytestmark = pytest.mark.timeout(120)
 

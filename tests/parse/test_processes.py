@@ -18,7 +18,7 @@ from crawler.parse.processes import QUEUE_DEPTH, ParseFailed, ParserProcesses, p
 from crawler.parse.soup import parse_html
 from crawler.urls import Scope
 from tests.crawlkit import crawl, query
-from tests.siteserver import Page, generate_site, loopback_hosts
+from tests.mockserver import Page, generate_site, loopback_hosts
 
 BASE = "http://a.test/dir/page.html"
 POLICY = LinkPolicy(Scope(seed_hosts=frozenset({"http://a.test"})), max_depth=3)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.crawlkit import FAST, crawl, query, write_seeds, write_settings
-from tests.siteserver import (
+from tests.mockserver import (
     Binary,
     FailThenSucceed,
     NotFound,

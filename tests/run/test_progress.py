@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.crawlkit import FAST, ROOT, run_cli, write_seeds, write_settings
-from tests.siteserver import Page, Site, SiteServer, Slow
+from tests.mockserver import Page, Site, SiteServer, Slow
 
 pytestmark = pytest.mark.timeout(60)
 

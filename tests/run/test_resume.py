@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.crawlkit import FAST, ROOT, query, run_cli, write_seeds, write_settings
-from tests.siteserver import Page, SiteServer, generate_site, loopback_hosts
+from tests.mockserver import Page, SiteServer, generate_site, loopback_hosts
 
 pytestmark = pytest.mark.timeout(120)
 

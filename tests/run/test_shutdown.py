@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.crawlkit import FAST, ROOT, query, run_cli, write_seeds, write_settings
-from tests.siteserver import Drip, Page, Site, SiteServer, Slow
+from tests.mockserver import Drip, Page, Site, SiteServer, Slow
 
 pytestmark = pytest.mark.timeout(90)
 

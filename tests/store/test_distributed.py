@@ -36,7 +36,7 @@ from crawler.store.runs import start_crawl
 from crawler.urls import host_key
 from models import Host, Url
 from tests.crawlkit import FAST, ROOT, run_cli, write_seeds, write_settings
-from tests.siteserver import (
+from tests.mockserver import (
     Behaviour,
     GeneratedSite,
     NotFound,

@@ -14,7 +14,7 @@ import pytest
 
 from crawler.commands.cli import main
 from tests.crawlkit import crawl
-from tests.siteserver import (
+from tests.mockserver import (
     FailThenSucceed,
     NotFound,
     Page,

@@ -22,7 +22,7 @@ import pytest
 from crawler.commands.cli import main
 from crawler.tools.query import more_than_one_statement
 from tests.crawlkit import ROOT, crawl, query, run_cli
-from tests.siteserver import (
+from tests.mockserver import (
     EXTERNAL_HOST,
     NotFound,
     Page,

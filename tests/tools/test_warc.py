@@ -17,7 +17,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from crawler.commands.cli import main
 from tests.crawlkit import ROOT, crawl
-from tests.siteserver import (
+from tests.mockserver import (
     Binary,
     Gzip,
     NotFound,
