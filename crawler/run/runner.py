@@ -1,4 +1,5 @@
-"""Compose one crawl run from settings: open the database, seed, build the parts, run, finish.
+"""Run one crawl: open the database, seed, build the parts (:mod:`crawler.run.compose`),
+dispatch, finish; and the recrawl and worker loops around it.
 
 The CLI calls :func:`run_crawl`; nothing here parses arguments or prints. Each part gets only
 what it needs (a settings section, a clock, a callable), so the same parts serve recrawls and

@@ -1,13 +1,14 @@
-"""The statements that change the database, as functions of a ``Connection``.
+"""Storing a batch of results: link targets and ``links`` rows, ``fetches`` (with bodies and
+the full-text index), ``errors``, the fetched URLs' new state, redirect targets, robots.txt
+in ``hosts``, sitemap entries, and the run's counters.
 
-Only the writer thread runs these (DESIGN §2.5: one writer, batched): the frontier and the
-engine hand them to :meth:`crawler.store.writer.Writer.call`. They are Core statements executed with
-``executemany`` — no ORM object per row on the hot path — and they work unchanged on SQLite and
-PostgreSQL (``ON CONFLICT`` on both; ``FOR UPDATE SKIP LOCKED`` compiles to nothing on SQLite,
-where the single writer already serializes claims). The statements run for every batch and
-every claim are :class:`crawler.store.rawsql.Statement` objects: the Core statement compiled once
-per dialect, given tuples of values already in stored form, because SQLAlchemy's per-row work
-cost more CPU than the database's.
+Only the writer thread runs these (DESIGN §2.5: one writer, batched; see
+:meth:`crawler.store.writer.Writer`). They are Core statements executed with ``executemany``
+(no ORM object per row on the hot path) and work unchanged on SQLite and PostgreSQL (``ON
+CONFLICT`` on both). The statements run for every batch are
+:class:`crawler.store.rawsql.Statement` objects: the Core statement compiled once per dialect,
+given tuples of values already in stored form, because SQLAlchemy's per-row work cost more CPU
+than the database's. Claims, hosts, discovered URLs and runs have modules of their own.
 """
 
 from __future__ import annotations

@@ -16,13 +16,15 @@ from tests.mockserver.behaviours import (
     Redirect,
     Slow,
 )
-from tests.mockserver.context import Behaviour, RequestContext, RequestRecord
+from tests.mockserver.context import HTML, Behaviour, RequestContext, RequestRecord
 from tests.mockserver.fixture import SiteServerFactory, loopback_hosts, site_server
-from tests.mockserver.generated import GeneratedPage, GeneratedSite, generate_site
+from tests.mockserver.generated import EXTERNAL_HOST, GeneratedPage, GeneratedSite, generate_site
 from tests.mockserver.server import SiteServer
 from tests.mockserver.site import Site
 
 __all__ = [
+    "EXTERNAL_HOST",
+    "HTML",
     "Behaviour",
     "Binary",
     "Drip",
