@@ -58,6 +58,10 @@ Decisions:
   that fails to decode (``content``), ``other``, and any other status.
 * **Redirect failures** (loop, too many hops, refused target) return the 3xx response as
   ``result`` (its ``final_url`` is the URL that redirected) with a final ``redirect`` error.
+* **Credentials from a URL are never sent**: the ``user:password@`` of every URL (the one
+  given, every redirect target) is dropped right before the request, so requests never derives
+  an ``Authorization: Basic`` header from it, and ``final_url``, the redirect chain and the
+  stored ``Location`` header never hold it.
 * **Cookies** are neither stored nor sent: per-thread jars would make a crawl depend on which
   thread fetched which page.
 * ``elapsed_ms`` and ``fetched_at`` describe the attempt that produced the result (all of its
@@ -126,6 +130,8 @@ _WATCH_LATE_S = 0.05
 watch ends a few microseconds before its request's watch: waking the watchdog thread for it
 would cost a thread switch per page."""
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
+_AUTHORITY_USERINFO = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://)[^/?#\\]*@")
+"""The ``user:password@`` of a URL's authority (up to its last ``@``), to drop before a request."""
 
 
 def _utc_now() -> datetime:
@@ -284,6 +290,16 @@ def _shut(conn: Any) -> None:
 def mask_userinfo(text: str) -> str:
     """Replace the ``user:password@`` of every URL in ``text`` with ``***@``."""
     return _USERINFO.sub(r"\1***@", text) if "@" in text else text
+
+
+def drop_userinfo(url: str) -> str:
+    """``url`` without the ``user:password@`` of its authority.
+
+    Applied to every URL right before it is requested and to every redirect target, whatever
+    the caller passed: requests would turn URL userinfo into an ``Authorization: Basic``
+    header, and a server's ``Location`` must never make us send (or store) credentials.
+    """
+    return _AUTHORITY_USERINFO.sub(r"\1", url) if "@" in url else url
 
 
 def parse_retry_after(value: str, now: datetime) -> float | None:
@@ -657,7 +673,7 @@ class Fetcher:
         ``Session.request`` would merge settings, environment, cookies and hooks on every call
         (about a fifth of the CPU of a small fetch); everything it would merge is fixed here, so
         the request is prepared by hand: URL (IDNA, quoting), the default headers plus the
-        conditional ones, and Basic auth when the URL carries userinfo.
+        conditional ones. Userinfo in the URL is dropped, never sent as Basic auth.
         """
         remaining = deadline - self._monotonic()
         if remaining <= 0:
@@ -666,13 +682,10 @@ class Fetcher:
             raise errors.FetchError(f"not an http(s) URL: {mask_userinfo(url)[:200]}")
         request = requests.PreparedRequest()
         request.method = "GET"
-        request.prepare_url(url, None)
-        if headers or "@" in url:
+        request.prepare_url(drop_userinfo(url), None)  # never credentials from a URL
+        if headers:
             request.headers = self._prepared_headers.copy()
-            if headers:
-                request.headers.update(headers)
-            if "@" in url:
-                request.prepare_auth(None, url)
+            request.headers.update(headers)
         else:  # shared by every plain GET: nothing below the adapter writes to a request's headers
             request.headers = self._prepared_headers
         s = self._settings
@@ -708,7 +721,7 @@ class Fetcher:
             target = ada_url.join_url(current, location.strip())
         except ValueError:
             return RedirectError(f"invalid redirect Location: {mask_userinfo(location)[:200]}")
-        target = target.partition("#")[0]
+        target = drop_userinfo(target.partition("#")[0])
         scheme = target.partition(":")[0].lower()
         if scheme not in ("http", "https"):
             return RedirectError(f"redirect to a {scheme}: URL refused")
@@ -876,8 +889,19 @@ class Fetcher:
             retry_after_s=parse_retry_after(retry_after, fetched_at) if retry_after else None,
             redirect_chain=tuple(chain),
             reason=response.reason,
-            headers=tuple(response.raw.headers.items()) if response.raw is not None else (),
+            headers=_stored_headers(response),
         )
+
+
+def _stored_headers(response: requests.Response) -> tuple[tuple[str, str], ...]:
+    """The response headers as received, with credentials in ``Location`` masked (kept for
+    WARC records: a server's ``user:password@`` must not end up in the database)."""
+    if response.raw is None:
+        return ()
+    return tuple(
+        (name, mask_userinfo(value) if name.lower() == "location" else value)
+        for name, value in response.raw.headers.items()
+    )
 
 
 def _normalize(url: str) -> str:
