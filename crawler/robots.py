@@ -15,14 +15,17 @@ Decisions, with the RFC 9309 section each follows
     either): an HTML page or garbage served as robots.txt is parsed as it is, which in practice
     finds no rules, so everything is allowed.
   - Redirects are followed by the fetcher, up to 5 hops, across hosts (§2.3.1.2); the rules
-    found apply to the host we asked. More than 5 hops, a loop, a refused hop or a 3xx without
-    ``Location``: "unavailable" (the RFC's "MAY assume unavailable"), so allow all.
+    found apply to the host we asked. More than 5 hops, a loop, a hop the private-network
+    guard refuses, or a 3xx without ``Location``: "unavailable" (the RFC's "MAY assume
+    unavailable"), so allow all. Only a refusal of the host's *own* robots.txt request makes
+    the host ``refused``: a redirect elsewhere says nothing about the host we asked.
   - 4xx, including 401 and 403: unavailable, allow all (§2.3.1.3). **Except 429**: "too many
     requests" is the server asking us to slow down, so it is treated like a 5xx, as Google
     does; allowing everything at that moment would be the least polite reading.
   - 5xx, or no response at all (DNS, connect, TLS, timeout, a body cut short, a 2xx whose
     body could not be read): **unreachable** (§2.3.1.4): disallow everything for now,
-    ``unreachable=True``, ``body=None`` (nothing to cache; keep an older copy). The caller
+    ``unreachable=True``, ``body=None`` (nothing to cache; keep an older copy), and, when no
+    answer came at all (DNS, connect, timeout, TLS), ``failure`` keeps that cause. The caller
     fetches again later; how long it keeps trying before giving up on the host is its policy
     (the RFC allows assuming unavailable after "a reasonably long period", e.g. 30 days).
   - Any other status (1xx, 6xx, ...): unreachable, the cautious reading of an answer the RFC
@@ -113,6 +116,8 @@ ROBOTS_MAX_BYTES = 512 * 1024
 ROBOTS_MAX_REDIRECTS = 5
 """RFC 9309 §2.3.1.2: follow at least five consecutive redirects."""
 
+_NO_ANSWER = frozenset({ErrorKind.DNS, ErrorKind.CONNECT, ErrorKind.TIMEOUT, ErrorKind.TLS})
+"""Failures where no answer came: the host's URLs fail with this kind, not ``robots``."""
 _BOM = b"\xef\xbb\xbf"
 _UA_LINE = re.compile(r"(?i)^([ \t]*user[- ]?agent[ \t]*(?::[ \t]*|[ \t]+))(.*)$")
 _LEADING_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
@@ -136,6 +141,9 @@ class RobotsPolicy:
     """5xx, 429, timeout or no connection: disallow everything for now and try again later."""
     refused: str | None = None
     """Why we may not connect to the host at all (a private address): its URLs fail with this."""
+    failure: tuple[ErrorKind, str] | None = None
+    """When unreachable because no answer came: the kind (``dns``, ``connect``, ``timeout``,
+    ``tls``) and message of the fetch's last error, so the host's URLs fail with that cause."""
     _parser: Protego | None = field(default=None, repr=False, compare=False)
     _token: str = field(default="*", repr=False, compare=False)
 
@@ -182,12 +190,20 @@ def fetch_robots(fetcher: Fetcher, host: str, user_agent: str) -> RobotsPolicy:
     """
     outcome = fetcher.fetch(host.rstrip("/") + "/robots.txt", truncate_body=True)
     result = outcome.result
-    error = outcome.errors[-1].kind if outcome.failed else None
-    if outcome.failed and outcome.errors[-1].message.startswith(PrivateAddressError.__name__):
+    last = outcome.errors[-1] if outcome.failed else None
+    error = last.kind if last is not None else None
+    if (
+        last is not None
+        and last.kind is not ErrorKind.REDIRECT  # a refused *hop* is a redirect failure
+        and last.message.startswith(PrivateAddressError.__name__)
+    ):
         # Not "unreachable, try later": the host itself is off limits, now and later.
-        return RobotsPolicy(refused=outcome.errors[-1].message.partition(": ")[2])
+        return RobotsPolicy(refused=last.message.partition(": ")[2])
     if result is None:
-        return policy_from_response(user_agent, None, None, error=error)
+        policy = policy_from_response(user_agent, None, None, error=error)
+        if last is not None and policy.unreachable and last.kind in _NO_ANSWER:
+            policy = replace(policy, failure=(last.kind, last.message))
+        return policy
     body = result.body
     truncated = body is not None and (result.content_length or 0) > len(body)
     return policy_from_response(

@@ -172,8 +172,12 @@ class PageWorker:
         if policy.unreachable:
             final = failures >= ROBOTS_MAX_FAILURES
             what = "giving up on this URL" if final else f"trying again in {cache.retry_s:g}s"
-            message = f"robots.txt of {task.host} unreachable ({failures} in a row); {what}"
-            err = ErrorRecord(ErrorKind.ROBOTS, message, 1, final, now)
+            kind, cause = policy.failure or (ErrorKind.ROBOTS, "")
+            cause = f": {cause}" if cause else ""
+            message = (
+                f"robots.txt of {task.host} unreachable ({failures} in a row){cause}; {what}"
+            )
+            err = ErrorRecord(kind, message, 1, final, now)
             if final:
                 return PageResult(task, URLState.FAILED, errors=(err,), robots=record)
             return PageResult(

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, crawl, query, write_seeds, write_settings
 from tests.hostile import (
     TIME_BIN,
@@ -484,7 +485,7 @@ def test_gzip_bomb_is_too_large_in_bounded_memory(site_server: Any, tmp_path: Pa
     cmd = [sys.executable, "-m", "crawler", "crawl", str(seed), "--db", str(db)]
     cmd += ["--config", str(cfg), "-q"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env = dnsguard.subprocess_env({**env, "PYTHONPATH": str(ROOT)})
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     done = subprocess.run(
         [TIME_BIN, "-v", *cmd] if TIME_BIN else cmd,
@@ -587,7 +588,8 @@ def test_hostile_robots_txt(site_server: Any, tmp_path: Path) -> None:
         srv.url("/", SILENT),
     )
     assert rows
-    assert rows[0][0] == "robots"
+    assert rows[0][0] == "timeout"  # the cause, not "robots" (issue 13)
+    assert "robots.txt" in rows[0][1]
     assert "unreachable" in rows[0][1]
     assert rows[0][2] == 0
     assert len(_records(srv, "/robots.txt", SILENT, 2)) == 2  # one retry, then unreachable
