@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from crawler.errors import SeedFileError
-from crawler.urls import canonicalize, mask_credentials
+from crawler.urls import canonicalize, has_userinfo, mask_credentials
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -96,7 +96,7 @@ def _parse_line(line_no: int, line: str, source: str) -> Seed | SeedProblem | No
         url = canonicalize(text)
     except ValueError:
         return SeedProblem(line_no, _shown(text), "not an absolute http(s) URL", source)
-    if "@" in url.split("/", 3)[2]:  # scheme://AUTHORITY/...: userinfo survived canonicalization
+    if has_userinfo(text):  # the canonical form drops credentials: refuse them instead
         return SeedProblem(line_no, _shown(text), _CREDENTIALS_REFUSED, source)
     return Seed(line_no, url)
 
