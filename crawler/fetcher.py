@@ -56,6 +56,13 @@ Decisions:
   not exist is final at once), timeouts (including the deadline), a connection broken mid-body
   (kind ``content``), and 429/500/502/503/504. **Not retried:** TLS, redirect, too_large, a body
   that fails to decode (``content``), ``other``, and any other status.
+* **Redirects.** Each hop's target is resolved, stripped of fragment and userinfo, and
+  checked *before* it is requested: an http(s) URL, not seen in this chain, and, when the
+  caller passes ``follow_redirect(target)``, accepted by it (the worker follows only hops that
+  stay on the host, in scope and allowed by robots.txt). A hop it declines is not requested:
+  the fetch ends without error on that 3xx, ``final_url`` the URL that answered it and
+  ``location`` the target, for the caller to treat as a link. The private-network guard
+  still checks every hop that is requested.
 * **Redirect failures** (loop, too many hops, refused target) return the 3xx response as
   ``result`` (its ``final_url`` is the URL that redirected) with a final ``redirect`` error.
 * **Credentials from a URL are never sent**: the ``user:password@`` of every URL (the one
@@ -430,16 +437,13 @@ class Fetcher:
         now: Callable[[], datetime] = _utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
-        redirect_filter: Callable[[str], str | None] | None = None,
         pool_hosts: int = 32,
         body_types: frozenset[str] | None = HTML_TYPES,
         before_request: Callable[[str], Callable[[], object] | None] | None = None,
         allow_private: Callable[[str], bool] | None = None,
         on_retry_after: Callable[[str, float], object] | None = None,
     ) -> None:
-        """``redirect_filter(target)`` returns a reason to refuse a redirect hop, or None.
-
-        ``pool_hosts`` is how many hosts each thread keeps a keep-alive connection to.
+        """``pool_hosts`` is how many hosts each thread keeps a keep-alive connection to.
         ``body_types``: the media types whose body is downloaded (``None``: any).
         ``before_request(url)`` runs right before every HTTP request (attempts and hops).
         ``allow_private(host)``: when given, refuse non-public peers unless it returns True.
@@ -460,7 +464,6 @@ class Fetcher:
         self._now = now
         self._monotonic = monotonic
         self._rng = rng or random.Random()
-        self._redirect_filter = redirect_filter
         self._pool_hosts = pool_hosts
         self._headers = {
             "User-Agent": user_agent,
@@ -547,11 +550,14 @@ class Fetcher:
         last_modified: str | None = None,
         sink: IO[bytes] | None = None,
         truncate_body: bool = False,
+        follow_redirect: Callable[[str], bool] | None = None,
     ) -> FetchOutcome:
         """Fetch ``url`` with retries; never raises for a per-URL failure.
 
         With ``sink``, a downloaded body is written there instead of ``result.body``. With
         ``truncate_body``, a body over ``max_body_bytes`` is cut to it instead of failing.
+        ``follow_redirect(target)`` decides each hop before it is requested (see "Redirects"
+        in the module docstring); without it every valid hop is followed.
         """
         headers: dict[str, str] | None = None
         if etag or last_modified:
@@ -569,7 +575,9 @@ class Fetcher:
             if sink is not None:
                 sink.seek(sink_start)
                 sink.truncate()
-            done = self._attempt(url, headers, len(attempts) + 1, sink, truncate_body)
+            done = self._attempt(
+                url, headers, len(attempts) + 1, sink, truncate_body, follow_redirect
+            )
             if sink is not None and done.kind is not None:
                 sink.seek(sink_start)
                 sink.truncate()
@@ -595,6 +603,7 @@ class Fetcher:
         number: int,
         sink: IO[bytes] | None = None,
         truncate: bool = False,
+        follow: Callable[[str], bool] | None = None,
     ) -> _Attempt:
         """One attempt: every redirect hop and the body, under one deadline. Never raises."""
         start = self._monotonic()
@@ -647,6 +656,9 @@ class Fetcher:
                     result = self._result(url, current, response, chain, start, None)
                     target.status_code = response.status_code
                     raise target
+                if follow is not None and not follow(target):  # checked before it is requested
+                    result = self._result(url, current, response, chain, start, None)
+                    return _Attempt(number, replace(result, location=target))
                 chain.append(current)
                 current = target
                 hop, response = response, None
@@ -728,10 +740,6 @@ class Fetcher:
         if target in seen:
             hops = " -> ".join([*chain, current, target])
             return RedirectError(mask_userinfo(f"redirect loop: {hops}")[:500])
-        if self._redirect_filter is not None:
-            reason = self._redirect_filter(target)
-            if reason is not None:
-                return RedirectError(mask_userinfo(f"redirect refused: {reason}"))
         seen.add(target)
         return target
 

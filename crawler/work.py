@@ -14,6 +14,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import BinaryIO, cast
 
 from crawler import errors
@@ -174,9 +175,7 @@ class PageWorker:
             what = "giving up on this URL" if final else f"trying again in {cache.retry_s:g}s"
             kind, cause = policy.failure or (ErrorKind.ROBOTS, "")
             cause = f": {cause}" if cause else ""
-            message = (
-                f"robots.txt of {task.host} unreachable ({failures} in a row){cause}; {what}"
-            )
+            message = f"robots.txt of {task.host} unreachable ({failures} in a row){cause}; {what}"
             err = ErrorRecord(kind, message, 1, final, now)
             if final:
                 return PageResult(task, URLState.FAILED, errors=(err,), robots=record)
@@ -207,7 +206,12 @@ class PageWorker:
     # -- pages -----------------------------------------------------------------------------
 
     def _page(self, task: FetchTask) -> PageResult:
-        outcome = self._fetch(task.url, etag=task.etag, last_modified=task.last_modified)
+        outcome = self._fetch(
+            task.url,
+            etag=task.etag,
+            last_modified=task.last_modified,
+            follow_redirect=partial(self._follow_inline, task.host),
+        )
         errs = list(outcome.errors)
         r = outcome.result
         now = self._now()
@@ -217,7 +221,7 @@ class PageWorker:
         state = URLState.FAILED if final_error else URLState.DONE
 
         parsed: ParsedPage | None = None
-        new_links: tuple[NewLink, ...] = ()
+        new_links = self._redirect_link(task, r)
         # The fetcher downloads a body only for 2xx HTML (or an untyped body, which browsers
         # sniff and which is nearly always HTML).
         if not final_error and r.body is not None and r.content_type in (None, *HTML_TYPES):
@@ -276,6 +280,34 @@ class PageWorker:
         """The crawl's canonical form (with its query options); ValueError if not http(s)."""
         links = self._links
         return canonicalize(url, sort_query=links.sort_query, strip_tracking=links.strip_tracking)
+
+    def _follow_inline(self, host: str, target: str) -> bool:
+        """Whether the fetcher may request a redirect hop at once, in the same fetch: only when
+        it stays on the task's host (whose robots.txt is known), robots.txt allows it and it is
+        in scope (``include``/``exclude``). Any other hop is not requested; it becomes a link
+        (:meth:`_redirect_link`) and goes through the frontier like any link: scope, dedup, its
+        host's robots.txt, gate and private-network guard."""
+        try:
+            url = self._canonical(target)
+        except ValueError:
+            return False
+        if host_key(url) != host or not self._links.scope.allows(url):
+            return False
+        return self._robots is None or not self._robots.disallows(url, host)
+
+    def _redirect_link(self, task: FetchTask, r: FetchResult) -> tuple[NewLink, ...]:
+        """The redirect the fetcher did not follow, as a link from this URL: ``queued`` when in
+        scope (and not deeper than ``max_depth``), else ``excluded``; none if not a URL."""
+        if r.location is None:
+            return ()
+        try:
+            url = without_userinfo(self._canonical(r.location))
+        except ValueError:
+            return ()
+        policy = self._links
+        depth_ok = policy.max_depth <= 0 or task.depth + 1 <= policy.max_depth
+        follow = depth_ok and policy.scope.allows(url)
+        return (NewLink(url, host_key(url), False, follow),)
 
     def _redirect_target(self, task: FetchTask, r: FetchResult) -> str | None:
         """The canonical URL a redirect ended on, when it is another in-scope URL: the writer

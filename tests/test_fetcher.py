@@ -410,12 +410,17 @@ def test_redirect_to_other_schemes_is_refused(make, sleeps, location: str) -> No
 
 
 @responses.activate
-def test_redirect_filter_hook(make, sleeps) -> None:
-    responses.get(URL, status=302, headers={"Location": "http://blocked.test/"})
-    fetcher = make(redirect_filter=lambda url: "out of scope" if "blocked" in url else None)
-    outcome = fetcher.fetch(URL)
-    assert kinds(outcome) == [(ErrorKind.REDIRECT, 1, True)]
-    assert outcome.errors[0].message == "RedirectError: redirect refused: out of scope"
+def test_follow_redirect_declines_a_hop_before_it_is_requested(make, sleeps) -> None:
+    """Issue 13: the hook replaces ``redirect_filter``; a declined hop ends the fetch on the
+    3xx, without error, its target in ``location`` (no userinfo), and is never requested."""
+    responses.get(URL, status=302, headers={"Location": "http://eve:pw@blocked.test/x#f"})
+    seen: list[str] = []
+    outcome = make().fetch(URL, follow_redirect=lambda url: seen.append(url) or False)
+    assert outcome.errors == ()
+    assert outcome.result is not None
+    assert (outcome.result.status_code, outcome.result.final_url) == (302, URL)
+    assert outcome.result.location == seen[0] == "http://blocked.test/x"
+    assert len(responses.calls) == 1
 
 
 # -- conditional GET, content types, size ---------------------------------------------------

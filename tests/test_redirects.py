@@ -65,3 +65,111 @@ def test_location_userinfo_is_never_sent_stored_or_logged(
     assert SECRET not in log_file.read_text(encoding="utf-8")
     assert SECRET not in caplog.text
     assert url_states(db)[srv.url("/target", target_host)] == "done"
+
+
+# --------------------------------------------------------------------------- every hop checked
+
+
+def _fetch_row(db: Path, url: str) -> tuple[int, str, int]:
+    [row] = query(
+        db,
+        "select f.status_code, f.final_url, f.redirects from fetches f "
+        "join urls u on u.id = f.url_id where u.url = ?",
+        url,
+    )
+    return row
+
+
+def _assert_redirect_kept(db: Path, go: str, target: str) -> None:
+    """The redirecting URL's fetch row keeps its 3xx (``final_url`` is itself), and the
+    target is a URL of its own, linked from it."""
+    assert _fetch_row(db, go) == (301, go, 0)
+    assert url_states(db)[go] == "done"
+    assert (go, target) in _link_rows(db)
+
+
+def test_same_host_hop_disallowed_by_robots_is_not_requested(site_server, tmp_path) -> None:
+    [h2] = loopback_hosts(1)
+    srv = site_server(hosts=[h2])
+    srv.site.add(
+        "/robots.txt", Page("User-agent: *\nDisallow: /private\n", content_type="text/plain")
+    )
+    srv.site.add("/", links_page("root", ["/go"]))
+    srv.site.add("/go", Redirect("/private/x"))
+    srv.site.add("/private/x", links_page("secret", []))
+    assert crawl(tmp_path, [srv.url("/")], settings={"politeness": {"obey_robots": True}}) == 0
+    assert srv.requests_for("/private/x") == []
+    db = tmp_path / "crawl.db"
+    go, target = srv.url("/go"), srv.url("/private/x")
+    _assert_redirect_kept(db, go, target)
+    assert url_states(db)[target] == "blocked"
+    assert _final_errors(db, target) == [("robots", "disallowed by robots.txt")]
+
+
+def test_same_host_hop_outside_include_exclude_is_not_requested(site_server, tmp_path) -> None:
+    [h2] = loopback_hosts(1)
+    srv = site_server(hosts=[h2])
+    srv.site.add("/", links_page("root", ["/go"]))
+    srv.site.add("/go", Redirect("/skip/x"))
+    srv.site.add("/skip/x", links_page("skipped", []))
+    assert crawl(tmp_path, [srv.url("/")], settings={"scope": {"exclude": ["/skip/"]}}) == 0
+    assert srv.requests_for("/skip/x") == []
+    db = tmp_path / "crawl.db"
+    go, target = srv.url("/go"), srv.url("/skip/x")
+    _assert_redirect_kept(db, go, target)
+    assert url_states(db)[target] == "excluded"
+
+
+def test_cross_host_hop_out_of_scope_is_not_requested(site_server, tmp_path) -> None:
+    h2, h3 = hosts = loopback_hosts(2)
+    srv = site_server(hosts=hosts)
+    target = srv.url("/x", h3)
+    srv.site.add("/", links_page("root", ["/go"]), host=h2)
+    srv.site.add("/go", Redirect(target), host=h2)
+    srv.site.add("/x", links_page("x", []), host=h3)
+    assert crawl(tmp_path, [srv.url("/", h2)]) == 0
+    assert set(by_host(srv.log)) == {h2}
+    db = tmp_path / "crawl.db"
+    _assert_redirect_kept(db, srv.url("/go", h2), target)
+    assert url_states(db)[target] == "excluded"
+
+
+def test_cross_host_hop_gets_its_own_robots_check(site_server, tmp_path) -> None:
+    """A hop to another (seed) host is a new frontier URL: that host's robots.txt is fetched
+    first, and a disallowed target is never requested."""
+    h2, h3 = hosts = loopback_hosts(2)
+    srv = site_server(hosts=hosts)
+    robots = Page("User-agent: *\nDisallow: /private\n", content_type="text/plain")
+    srv.site.add("/robots.txt", robots, host=h3)
+    srv.site.add("/", links_page("root", ["/go", "/go-open"]), host=h2)
+    srv.site.add("/", links_page("other root", []), host=h3)
+    srv.site.add("/go", Redirect(srv.url("/private/x", h3)), host=h2)
+    srv.site.add("/go-open", Redirect(srv.url("/open", h3)), host=h2)
+    srv.site.add("/private/x", links_page("secret", []), host=h3)
+    srv.site.add("/open", links_page("open", []), host=h3)
+    settings = {"politeness": {"obey_robots": True}}
+    assert crawl(tmp_path, [srv.url("/", h) for h in hosts], settings=settings) == 0
+    assert srv.requests_for("/private/x", h3) == []
+    db = tmp_path / "crawl.db"
+    blocked, open_ = srv.url("/private/x", h3), srv.url("/open", h3)
+    _assert_redirect_kept(db, srv.url("/go", h2), blocked)
+    assert url_states(db)[blocked] == "blocked"
+    assert _final_errors(db, blocked) == [("robots", "disallowed by robots.txt")]
+    # An allowed cross-host target is fetched as its own URL, after its host's robots.txt.
+    _assert_redirect_kept(db, srv.url("/go-open", h2), open_)
+    assert _fetch_row(db, open_) == (200, open_, 0)
+    paths = [r.path for r in by_host(srv.log)[h3]]
+    assert paths.index("/robots.txt") < paths.index("/open")
+
+
+def test_same_host_allowed_hop_is_followed_inline(site_server, tmp_path) -> None:
+    """``final_url`` still names where an inline-followed redirect ended."""
+    [h2] = loopback_hosts(1)
+    srv = site_server(hosts=[h2])
+    srv.site.add("/", links_page("root", ["/go"]))
+    srv.site.add("/go", Redirect("/new"))
+    srv.site.add("/new", links_page("new", []))
+    assert crawl(tmp_path, [srv.url("/")], settings={"politeness": {"obey_robots": True}}) == 0
+    db = tmp_path / "crawl.db"
+    assert _fetch_row(db, srv.url("/go")) == (200, srv.url("/new"), 1)
+    assert len(srv.requests_for("/new")) == 1
