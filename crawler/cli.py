@@ -38,6 +38,17 @@ BUILTIN = ("crawl", "recrawl", "worker", "schedule", "db")
 
 log = logging.getLogger("crawler")
 
+FLAG_NAMES = {
+    ("store", "db"): "--db",
+    ("crawl", "workers"): "--workers",
+    ("crawl", "max_pages"): "--max-pages",
+    ("crawl", "max_depth"): "--max-depth",
+    ("crawl", "max_time_s"): "--max-time",
+    ("crawl", "user_agent"): "--user-agent",
+    ("fetch", "total_timeout"): "--timeout",
+}
+"""The flag each setting given on the command line comes from, named in its error message."""
+
 CRAWL_EXAMPLES = """\
 examples:
   python -m crawler seed.txt                      crawl into ./crawl.db (shorthand for 'crawl')
@@ -302,7 +313,13 @@ def _config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> C
             "user_agent": args.user_agent,
         }
         overrides["fetch"] = {"total_timeout": args.timeout}
-    return load_config(path, overrides=overrides, base=stored, base_source="the resumed crawl")
+    return load_config(
+        path,
+        overrides=overrides,
+        base=stored,
+        base_source="the resumed crawl",
+        flag_names=FLAG_NAMES,
+    )
 
 
 class _Signals:

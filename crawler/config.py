@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 from crawler.errors import ConfigError
+from crawler.urls import Scope, canonicalize
 
 ENV_PREFIX = "CRAWLER_"
 
@@ -34,7 +37,8 @@ class CrawlSettings:
     max_depth: int = 0
     """Links further than this from a seed are not fetched; 0 means no limit."""
     user_agent: str = "crawler/0.1"
-    """Sent with every request and matched against robots.txt groups; add a contact URL."""
+    """Sent with every request; begins with a product token, mybot/1.0: robots.txt groups match
+    "mybot". Add a contact URL: ``mybot/1.0 (+https://example.com/bot)``."""
     max_time_s: float = 0.0
     """Stop gracefully after this many seconds; 0 means no limit."""
     shutdown_grace: float = 10.0
@@ -53,7 +57,8 @@ class CrawlSettings:
 @dataclass(frozen=True, slots=True)
 class ScopeSettings:
     allowed_domains: tuple[str, ...] = ()
-    """Domains (and their subdomains) whose pages may be fetched, besides the seeds' hosts."""
+    """Domains (and their subdomains) whose pages may be fetched, besides the seeds' hosts: names
+    alone, ``example.com``, no scheme, port or ``*``."""
     follow_external: bool = False
     """Fetch links to any host, not only the seeds' hosts and ``allowed_domains``."""
     include: tuple[str, ...] = ()
@@ -198,7 +203,6 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("crawl", "progress_interval"): (lambda v: v > 0, "> 0"),
     ("crawl", "lease_timeout"): (lambda v: v > 0, "> 0"),
     ("crawl", "parse_processes"): (lambda v: v >= -1, ">= -1"),
-    ("crawl", "user_agent"): (lambda v: bool(v.strip()) and "\n" not in v, "a non-empty line"),
     ("politeness", "delay"): (lambda v: v >= 0, ">= 0"),
     ("politeness", "per_host_concurrency"): (lambda v: v >= 1, ">= 1"),
     ("politeness", "robots_ttl"): (lambda v: v >= 0, ">= 0"),
@@ -222,6 +226,128 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("schedule", "max_interval"): (lambda v: v > 0, "> 0"),
     ("schedule", "gone_after"): (lambda v: v >= 1, ">= 1"),
 }
+
+
+# ------------------------------------------------------------------ values that cannot work
+
+# RFC 9110 §5.6.2 tchar: what a product name or version may hold.
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# The product name robots.txt groups are matched on (crawler.robots): RFC 9309 §2.2.1 allows
+# letters, "_" and "-"; digits are accepted too, as crawler.robots matches them.
+_ROBOTS_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def user_agent_problem(user_agent: str) -> str | None:
+    """What makes ``user_agent`` unusable, or None.
+
+    It is sent as the ``User-Agent`` header (RFC 9110 §10.1.5: ``product *( RWS ( product /
+    comment ) )``, ``product = token ["/" product-version]``), so it must be visible ASCII and
+    spaces, starting with a product. The text before its first ``/`` is the product token that
+    robots.txt groups are matched on (RFC 9309 §2.2.1; see ``crawler.robots``), so that text must
+    be the product's name alone: ``mybot/1.0 (+https://example.com/bot)`` gives ``mybot``; ``/1.0``
+    has no name, and in ``my bot/1.0`` the name would be ``my bot``, which no group can match.
+    """
+    if any(not (" " <= c <= "~" or c == "\t") for c in user_agent):
+        return f"must be visible ASCII and spaces (it is an HTTP header), got {user_agent!r}"
+    hint = "a product token such as 'mybot/1.0 (+https://example.com/bot)'"
+    if not user_agent.strip():
+        return f"must begin with {hint}, got {user_agent!r}"
+    name, slash, rest = user_agent.partition("/")
+    if not _ROBOTS_NAME.fullmatch(name):
+        what = (
+            "has no product name before its '/'"
+            if not name.strip()
+            else (
+                f"has {name!r} before its first '/', and robots.txt groups are matched on that "
+                "name (letters, digits, '_' and '-' only)"
+            )
+        )
+        return f"must begin with {hint}: {user_agent!r} {what}"
+    version = _TOKEN.match(rest) if slash else None
+    if slash and (version is None or rest[version.end() :][:1] not in ("", " ", "\t")):
+        return f"must begin with {hint}: {user_agent!r} has no version token after '{name}/'"
+    return None
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a regular expression ``re`` compiles (as ``Scope`` does), or None."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"{pattern!r} is not a regular expression ({exc}); patterns are searched in the URL"
+    return None
+
+
+_NOT_IN_A_DOMAIN: Final = (
+    ("[]\\", "holds '[', ']' or '\\'; write a domain name or an IPv4 address"),
+    ("/?#", "holds a path; write the host name alone, such as 'example.com'"),
+    (":", "holds a port or ':'; a domain matches on every port, write the name alone"),
+    ("@", "holds user info; write the host name alone"),
+    ("*", "holds '*'; subdomains are always included, so write 'example.com' for '*.example.com'"),
+    ("%", "holds '%'; write the name as text, not percent-encoded"),
+)
+
+
+def domain_problem(entry: str) -> str | None:
+    """What makes ``entry`` unusable as an ``allowed_domains`` item, or None.
+
+    An item is a host name as written in a URL, matched with its subdomains on any scheme and
+    port: not empty; no scheme, path, port, user info, ``*`` wildcard or percent escape; no
+    whitespace or control character; labels of 1 to 63 characters and at most 253 in all once
+    in ASCII (IDNA, as browsers apply it: ``münchen.de`` is ``xn--mnchen-3ya.de``); an ``xn--``
+    label must be valid Punycode of a name that encodes back to it. Outer dots are ignored
+    (``.example.com`` is ``example.com``).
+    """
+    name = entry.strip().strip(".")
+    shown = repr(entry)
+    if not name:
+        return f"{shown} is empty"
+    if "://" in name:
+        host = urlsplit(name).hostname
+        return f"{shown} is a URL, not a domain name" + (f"; write {host!r}" if host else "")
+    if any(c.isspace() or not c.isprintable() for c in name):
+        return f"{shown} holds a space or an invisible (control or format) character"
+    for chars, why in _NOT_IN_A_DOMAIN:
+        if any(c in name for c in chars):
+            return f"{shown} {why}"
+    try:
+        Scope(allowed_domains=(name,))
+        host = urlsplit(canonicalize(f"http://{name}/")).hostname or ""
+    except ValueError:
+        return f"{shown} is not a valid domain name"
+    labels = host.split(".")
+    if "" in labels:
+        return f"{shown} has an empty label (two dots in a row)"
+    if len(host) > 253 or any(len(label) > 63 for label in labels):
+        return f"{shown} is too long for DNS (labels up to 63 characters, 253 in all)"
+    if not all(_punycode_ok(label) for label in labels if label.startswith("xn--")):
+        return f"{shown} is not valid IDNA (an 'xn--' label that is not Punycode of a name)"
+    return None
+
+
+def _punycode_ok(label: str) -> bool:
+    """Whether an ``xn--`` label decodes to a name that the URL parser encodes back to it."""
+    try:
+        name = label[4:].encode("ascii").decode("punycode")
+        return bool(name) and urlsplit(canonicalize(f"http://{name}/")).hostname == label
+    except (UnicodeError, ValueError):
+        return False
+
+
+# Values that cannot work although their type and range are right: each returns what is wrong,
+# or None. Checked where the value is read, like _CHECKS, so nothing is created before.
+_PROBLEMS: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
+    ("crawl", "user_agent"): user_agent_problem,
+    ("scope", "include"): lambda v: _first_problem(v, regex_problem),
+    ("scope", "exclude"): lambda v: _first_problem(v, regex_problem),
+    ("scope", "allowed_domains"): lambda v: _first_problem(v, domain_problem),
+}
+
+
+def _first_problem(
+    values: tuple[str, ...], problem: typing.Callable[[str], str | None]
+) -> str | None:
+    return next((p for p in map(problem, values) if p is not None), None)
 
 
 def _field_types(section_cls: type[Any]) -> dict[str, Any]:
@@ -295,10 +421,12 @@ def load_config(
     overrides: Overrides | None = None,
     base: Mapping[str, Any] | None = None,
     base_source: str = "stored settings",
+    flag_names: Mapping[tuple[str, str], str] | None = None,
 ) -> Config:
     """Resolve settings once: defaults < ``base`` < ``path`` (TOML) < ``CRAWLER_<SECTION>_<KEY>``
     < flags. ``base`` is the settings a resumed crawl ran with (``crawls.settings``): keys this
-    version no longer knows are skipped, so an old database can always be resumed."""
+    version no longer knows are skipped, so an old database can always be resumed.
+    ``flag_names`` maps ``(section, key)`` to the flag an override came from, for messages."""
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
     if base:
         _merge_base(values, base, base_source)
@@ -309,7 +437,8 @@ def load_config(
     for section, items in (overrides or {}).items():
         for key, value in items.items():
             if value is not None:
-                where = f"command line: [{section}] {key}"
+                flag = (flag_names or {}).get((section, key))
+                where = f"command line: {flag + ' ' if flag else ''}[{section}] {key}"
                 values[section][key] = _check_range(section, key, value, where)
     sections = {name: cls(**values[name]) for name, cls in _SECTION_TYPES.items()}
     extract = ExtractSettings()
@@ -338,6 +467,10 @@ def _check_range(section: str, key: str, value: Any, where: str) -> Any:
     check = _CHECKS.get((section, key))
     if check is not None and not check[0](value):
         raise ConfigError(f"{where} must be {check[1]}, got {value!r}")
+    problem = _PROBLEMS.get((section, key))
+    found = problem(value) if problem is not None else None
+    if found is not None:
+        raise ConfigError(f"{where}: {found}")
     return value
 
 
@@ -442,5 +575,9 @@ def _extract_settings(table: Any, source: str, *, stored: bool = False) -> Extra
         pattern = rule.get("url_pattern")
         if pattern is not None and not isinstance(pattern, str):
             raise ConfigError(f"{where}: url_pattern must be a regular expression string")
+        try:  # compiled again by crawler.extract; checked here so nothing is created first
+            re.compile(pattern or "")
+        except re.error as exc:
+            raise ConfigError(f"{where} url_pattern {pattern!r}: {exc}") from None
         found.append(ExtractRule(name, selector, attribute, many, pattern))
     return ExtractSettings(tuple(found), hook)

@@ -250,6 +250,71 @@ def test_negative_numbers_in_the_settings_file_exit_2(tmp_path: Path, toml: str,
     assert not (tmp_path / "crawl.db").exists()
 
 
+SETTINGS_THAT_CANNOT_WORK = [
+    # (settings file text, extra argv, env, what the line must name)
+    ('[scope]\ninclude = ["(unclosed"]\n', [], {}, ["settings.toml", "include"]),
+    ('[scope]\nexclude = ["*.pdf"]\n', [], {}, ["settings.toml", "exclude"]),
+    ('[scope]\nallowed_domains = ["https://example.com/"]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = ["example.com:8080"]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = ["exa mple.com"]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = [""]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = ["*.example.com"]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = ["xn--a.com"]\n', [], {}, ["allowed_domains"]),
+    ('[extract.t]\nselector = "title"\nurl_pattern = "[a-"\n', [], {}, ["url_pattern"]),
+    ('[crawl]\nuser_agent = "/1.0"\n', [], {}, ["settings.toml", "user_agent"]),
+    ('[crawl]\nuser_agent = "my crawler/1.0"\n', [], {}, ["settings.toml", "user_agent"]),
+    ("", ["--user-agent", "/1.0"], {}, ["--user-agent"]),
+    ("", [], {"CRAWLER_CRAWL_USER_AGENT": " /2"}, ["CRAWLER_CRAWL_USER_AGENT"]),
+    ("", [], {"CRAWLER_SCOPE_INCLUDE": "a(b"}, ["CRAWLER_SCOPE_INCLUDE"]),
+    ("", [], {"CRAWLER_SCOPE_ALLOWED_DOMAINS": "ok.test,http://x.test"}, ["ALLOWED_DOMAINS"]),
+]
+
+
+@pytest.mark.parametrize(("toml", "argv", "env", "named"), SETTINGS_THAT_CANNOT_WORK)
+def test_settings_that_cannot_work_are_refused_before_anything_is_created(
+    tmp_path: Path, toml: str, argv: list[str], env: dict[str, str], named: list[str]
+) -> None:
+    """A pattern, domain or user agent that would fail every URL (or the start of the run) is
+    refused by the settings loader: exit 2, one line naming where it came from and the key, and
+    no database (nor its lock or WAL files) left behind."""
+    (tmp_path / "settings.toml").write_text(toml, encoding="utf-8")
+    (tmp_path / "seed.txt").write_text("http://127.0.0.1:9/\n", encoding="utf-8")
+    result = run_cli("crawl", "seed.txt", "--db", "crawl.db", *argv, cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith("crawler: "), line
+    for word in named:
+        assert word in line, line
+    assert list(tmp_path.glob("crawl.db*")) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["crawl", "seed.txt", "--config", "bad.toml"],
+        ["crawl", "--resume", "--config", "bad.toml"],
+        ["recrawl", "--config", "bad.toml"],
+        ["worker", "--config", "bad.toml"],
+        ["crawl", "seed.txt", "--user-agent", "/1.0"],
+        ["recrawl", "--user-agent", "/1.0"],
+    ],
+)
+def test_settings_that_cannot_work_leave_an_existing_database_unchanged(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    (tmp_path / "seed.txt").write_text("http://127.0.0.1:9/\n", encoding="utf-8")
+    (tmp_path / "bad.toml").write_text('[scope]\nexclude = ["+"]\n', encoding="utf-8")
+    setup = run_cli("db", "upgrade", "--db", "crawl.db", cwd=tmp_path)
+    assert setup.returncode == 0, setup.stderr
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("crawl.db*")}
+    result = run_cli(*argv, "--db", "crawl.db", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert "bad.toml" in line or "--user-agent" in line, line
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("crawl.db*")} == before
+    assert query(tmp_path / "crawl.db", "select count(*) from crawls") == [(0,)]
+
+
 # --------------------------------------------------------------------------- the database
 
 

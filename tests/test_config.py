@@ -401,3 +401,113 @@ def test_flag_out_of_range_names_the_key() -> None:
     assert "workers" in message
     assert "must be" in message
     assert "-1" in message
+
+
+# ------------------------------------------------------------------ values that cannot work
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        "crawler/0.1",
+        "crawler",
+        "my_bot-2/1.0 (+https://example.com/bot; bot@example.com)",
+        "Mozilla/5.0 (compatible; mybot/2.1; +https://example.com/bot)",
+        "bot/1.0\t(tab)",
+    ],
+)
+def test_user_agents_with_a_product_token_are_accepted(user_agent: str) -> None:
+    assert load_config(env={}, overrides={"crawl": {"user_agent": user_agent}}).crawl.user_agent
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "why"),
+    [
+        ("/1.0", "no product name"),
+        (" crawler/1.0", "' crawler'"),  # requests refuses a header with leading whitespace
+        ("my crawler/1.0", "'my crawler'"),  # robots.txt would be matched on "my crawler"
+        ("crawler (+https://example.com/bot)", "'crawler (+https:'"),
+        ("a.b/1.0", "'a.b'"),
+        ("crawler/", "no version"),
+        ("crawler/ 1.0", "no version"),
+        ("crawler/1.0\n", "visible ASCII"),
+        ("crawler/1.0 ☃", "visible ASCII"),  # http.client cannot encode it
+        ("", "product token"),
+    ],
+)
+def test_user_agents_without_a_product_token_are_refused(user_agent: str, why: str) -> None:
+    message = _error(crawl={"user_agent": user_agent})
+    assert "[crawl] user_agent" in message
+    assert why in message
+
+
+def test_flag_names_its_flag() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            env={},
+            overrides={"crawl": {"user_agent": "/1.0"}},
+            flag_names={("crawl", "user_agent"): "--user-agent"},
+        )
+    assert str(info.value).startswith("command line: --user-agent [crawl] user_agent: ")
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "example.com",
+        ".example.com",
+        "EXAMPLE.com.",
+        "münchen.de",
+        "xn--mnchen-3ya.de",
+        "💩.la",
+        "ex_ample.com",
+        "127.0.0.1",
+        "localhost",
+    ],
+)
+def test_allowed_domains_that_work(tmp_path: Path, domain: str) -> None:
+    path = _write(tmp_path, f'[scope]\nallowed_domains = ["{domain}"]\n')
+    assert load_config(path, env={}).scope.allowed_domains == (domain,)
+
+
+@pytest.mark.parametrize(
+    ("domain", "why"),
+    [
+        ("", "empty"),
+        ("...", "empty"),
+        ("https://example.com/", "write 'example.com'"),
+        ("example.com/path", "path"),
+        ("example.com?q", "path"),
+        ("example.com:8080", "port"),
+        ("[::1]", "IPv4"),
+        ("user@example.com", "user info"),
+        ("exa mple.com", "space"),
+        ("exa\\u0007mple.com", "invisible"),
+        ("*.example.com", "subdomains are always included"),
+        ("exa%41mple.com", "percent"),
+        ("a..example.com", "empty label"),
+        ("xn--a.com", "IDNA"),
+        ("xn--zz.com", "IDNA"),
+        ("a\\u200db.com", "invisible"),  # a zero-width joiner
+        ("ex|ample.com", "not a valid domain name"),  # a forbidden host code point (WHATWG)
+        ("x" * 64 + ".com", "too long"),
+    ],
+)
+def test_allowed_domains_that_cannot_work(tmp_path: Path, domain: str, why: str) -> None:
+    path = _write(tmp_path, f'[scope]\nallowed_domains = ["ok.example", "{domain}"]\n')
+    message = _error(path)
+    assert f"{path}: [scope] allowed_domains: " in message
+    assert why in message
+
+
+@pytest.mark.parametrize("key", ["include", "exclude"])
+@pytest.mark.parametrize("pattern", ["(unclosed", "*.pdf", "[a-", "a{2,1}"])
+def test_invalid_patterns_are_refused(tmp_path: Path, key: str, pattern: str) -> None:
+    path = _write(tmp_path, f"[scope]\n{key} = ['/ok/', '{pattern}']\n")
+    message = _error(path)
+    assert f"{path}: [scope] {key}: {pattern!r} is not a regular expression" in message
+
+
+def test_invalid_url_pattern_of_an_extract_rule_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[extract.t]\nselector = "title"\nurl_pattern = "(x"\n')
+    assert "[extract.t] url_pattern '(x': missing )" in _error(path)
