@@ -162,8 +162,9 @@ def test_stored_urls_are_the_whatwg_serialization(site_server, tmp_path: Path) -
 
 @pytest.mark.xfail(
     strict=True,
-    reason="crawler/fetcher.py prepares each URL with requests' prepare_url, whose requote_uri "
-    "re-escapes it (/foo% -> /foo%25, [ -> %5B): the fetcher must send the stored URL as it is",
+    reason="the fetcher re-escapes the stored URL on its way out: requests' prepare_url "
+    "(requote_uri) and urllib3's HTTPConnectionPool.urlopen (_encode_target) turn /foo% into "
+    "/foo%25 and [ { | into %5B %7B %7C; crawler/fetcher.py must send the canonical URL as it is",
 )
 def test_the_server_gets_the_request_a_browser_sends(site_server, tmp_path: Path) -> None:
     srv = site_server(hosts=["127.0.0.2"])
