@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, crawl, query, write_seeds, write_settings
 from tests.hostile import (
     TIME_BIN,
@@ -487,7 +488,7 @@ def test_gzip_bomb_is_too_large_in_bounded_memory(site_server: Any, tmp_path: Pa
     cmd = [sys.executable, "-m", "crawler", "crawl", str(seed), "--db", str(db)]
     cmd += ["--config", str(cfg), "-q"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env = dnsguard.subprocess_env({**env, "PYTHONPATH": str(ROOT)})
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     done = subprocess.run(
         [TIME_BIN, "-v", *cmd] if TIME_BIN else cmd,

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, query, run_cli, write_seeds, write_settings
 from tests.siteserver import Page, SiteServer, generate_site, loopback_hosts
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.timeout(120)
 def _spawn(args: list[str], cwd: Path, out: Path) -> subprocess.Popen[bytes]:
     """``python -m crawler ARGS`` in the background; stdout and stderr go to ``out``.(out|err)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env = dnsguard.subprocess_env({**env, "PYTHONPATH": str(ROOT)})
     with out.with_suffix(".out").open("wb") as so, out.with_suffix(".err").open("wb") as se:
         return subprocess.Popen(
             [sys.executable, "-m", "crawler", *args], cwd=cwd, env=env, stdout=so, stderr=se
