@@ -31,6 +31,7 @@ from crawler.tools import TOOLS, load
 if TYPE_CHECKING:
     from crawler.config import Config
     from crawler.runner import ProgressOptions
+    from crawler.seeds import SeedProblem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SETTINGS = Path("settings.toml")
@@ -346,6 +347,29 @@ class _Signals:
             signal.signal(signal.SIGTERM, self._handle)
 
 
+class _SeedProblems:
+    """Bad seed lines on stderr: the first :attr:`SHOWN` one per line (``FILE:LINE: why:
+    'text'``), then, once the file is read, how many more there were. A file of junk that passes
+    the text check (no NUL byte) would otherwise print a line for each of its lines."""
+
+    SHOWN = 5
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.source = ""
+
+    def add(self, problem: SeedProblem) -> None:
+        self.count += 1
+        self.source = problem.source
+        if self.count <= self.SHOWN:
+            print(problem, file=sys.stderr)
+
+    def finish(self) -> None:
+        if self.count > self.SHOWN:
+            more = self.count - self.SHOWN
+            print(f"{self.source}: ... and {more} more bad lines", file=sys.stderr)
+
+
 def _cmd_crawl(args: argparse.Namespace, config: Config) -> int:
     from crawler.records import CrawlStatus
     from crawler.runner import run_crawl
@@ -354,12 +378,14 @@ def _cmd_crawl(args: argparse.Namespace, config: Config) -> int:
     signals = _Signals()
     signals.install()
     progress = _progress_options(args, config)
+    problems = _SeedProblems()
     outcome = run_crawl(
         config,
         args.seed_file,
         stop=signals.stop,
         abort=signals.abort,
-        on_seed_problem=lambda p: print(p, file=sys.stderr),  # str(p) is "FILE:LINE: why: text"
+        on_seed_problem=problems.add,
+        on_seeds_read=problems.finish,
         progress=progress,
         seed_only=args.seed_only,
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler.seeds import SeedProblem, read_seed_file
 from tests.crawlkit import FAST, ROOT, crawl_in_subprocess, query, run_cli, write_settings
 from tests.siteserver import Page, Site, SiteServer, SiteServerFactory, generate_site
 from tests.test_soak import run_with_peak_rss
@@ -78,18 +79,49 @@ def one_page(site_server: SiteServerFactory) -> SiteServer:
 # --------------------------------------------------------------------------- seed files
 
 
-def test_binary_seed_file_exits_2_without_a_database(tmp_path: Path) -> None:
-    rng = random.Random(3)
-    (tmp_path / "seed.txt").write_bytes(bytes(rng.randrange(256) for _ in range(20_000)))
+def test_binary_seed_file_is_refused_in_one_line_without_a_database(tmp_path: Path) -> None:
+    """64 KiB of random bytes: one line saying the file is not text (it used to be one problem
+    line per junk line, 280 of them), exit 2, and nothing created."""
+    rng = random.Random(13)
+    (tmp_path / "seed.txt").write_bytes(rng.randbytes(64 * 1024))
+    result = run_cli("crawl", "seed.txt", "--db", "crawl.db", cwd=tmp_path)
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("crawler: seed file 'seed.txt' is not text (a NUL byte at byte "), line
+    assert list(tmp_path.glob("crawl.db*")) == []
+
+
+def test_junk_without_nul_bytes_is_a_few_lines_then_a_count(tmp_path: Path) -> None:
+    """Random bytes with no NUL pass the text check; the bad lines are then shown five at most,
+    and a count says how many more there were."""
+    rng = random.Random(14)
+    junk = bytes(b for b in rng.randbytes(64 * 1024) if b)
+    (tmp_path / "seed.txt").write_bytes(junk)
+    bad = sum(isinstance(item, SeedProblem) for item in read_seed_file(tmp_path / "seed.txt"))
+    assert bad > 50
     result = run_cli("crawl", "seed.txt", "--db", "crawl.db", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    *problems, last = result.stderr.strip().splitlines()
-    assert last == "crawler: no valid seed URL in 'seed.txt'"
-    assert problems, "each bad line is reported"
-    assert all(p.startswith("seed.txt:") for p in problems)
-    assert all(len(p) < 400 for p in problems)  # a line of junk is shown shortened
-    assert not (tmp_path / "crawl.db").exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 7, result.stderr
+    assert all(line.startswith("seed.txt:") for line in lines[:5])
+    assert lines[5] == f"seed.txt: ... and {bad - 5} more bad lines", lines[5]
+    assert lines[6] == "crawler: no valid seed URL in 'seed.txt'"
+    assert list(tmp_path.glob("crawl.db*")) == []
+
+
+def test_many_bad_lines_are_counted_and_the_good_ones_crawled(
+    one_page: SiteServer, tmp_path: Path
+) -> None:
+    seeds = [f"not a url {i}" for i in range(1000)] + [one_page.url("/")]
+    result = crawl_in_subprocess(tmp_path, seeds)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines[:5]] == [
+        f"{tmp_path / 'seed.txt'}:{n}" for n in range(1, 6)
+    ]
+    assert lines[5:] == [f"{tmp_path / 'seed.txt'}: ... and 995 more bad lines"]
+    assert query(tmp_path / "crawl.db", "select url from urls") == [(one_page.url("/"),)]
 
 
 def test_duplicate_seeds_are_one_url_fetched_once(one_page: SiteServer, tmp_path: Path) -> None:
