@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import sys
 from importlib import resources
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
@@ -40,7 +41,11 @@ HEAD_REVISION = "0005"
 
 
 def database_url(db: str) -> str:
-    """A plain path means SQLite; anything with ``://`` is a SQLAlchemy URL."""
+    """A plain path means SQLite; anything with ``://`` is a SQLAlchemy URL.
+
+    For a path the result is ``sqlite:///`` and the path as it is, unescaped: good for
+    :func:`sqlite_file` and for messages, but never to be parsed as a URL (``%20``, ``?``
+    would change its meaning): :func:`engine_url` builds the URL object for the engine."""
     if "://" in db:
         return db
     return f"sqlite:///{Path(db).expanduser().absolute()}"
@@ -50,11 +55,39 @@ def is_sqlite(db: str) -> bool:
     return database_url(db).startswith("sqlite")
 
 
-def _sqlite_path(url: str) -> Path | None:
-    database = make_url(url).database
+def sqlite_file(db: str) -> Path | None:
+    """The file a SQLite ``db`` names, exactly (``run#1.db``, ``a%20b.db``, ``a?b.db`` are
+    file names, not URL syntax); None for an in-memory database or one that is not SQLite."""
+    if "://" not in db:
+        return Path(db).expanduser().absolute()
+    if not is_sqlite(db):
+        return None
+    try:
+        database = make_url(db).database
+    except ArgumentError:
+        return None
     if not database or database == ":memory:":
         return None
     return Path(database)
+
+
+def engine_url(db: str) -> URL:
+    """The URL object for ``create_engine``: a path goes in as the database *name*, so no
+    character of it is read as URL syntax."""
+    if "://" not in db:
+        return URL.create("sqlite", database=str(sqlite_file(db)))
+    return make_url(db)
+
+
+def masked(db: str) -> str:
+    """``db`` for a message: a URL with its password as ``***``; a path as given."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except ArgumentError:
+        # Not parseable as a URL: still hide whatever sits between "user:" and "@".
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", db)
 
 
 def _check_sqlite_file(path: Path) -> None:
@@ -105,12 +138,26 @@ def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.close()
 
 
+def _on_sqlite_close(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    """Leave a database that nobody has open as one self-contained file: the last connection
+    to close switches it out of WAL (a checkpoint, then the -wal and -shm files are removed,
+    and the header says "rollback journal"), so a reader that cannot write, or a copy of the
+    file, needs nothing beside it. While any other connection is open, in this process or
+    another, SQLite refuses at once (busy_timeout 0) and the database stays in WAL mode; the
+    next connection of a crawl switches it back to WAL."""
+    try:
+        dbapi_conn.execute("PRAGMA busy_timeout = 0")
+        dbapi_conn.execute("PRAGMA journal_mode = DELETE").fetchall()
+    except sqlite3.Error:
+        pass  # others have it open: they, or a later crawl, leave it as it should be
+
+
 def make_engine(db: str) -> Engine:
     """Create the engine for ``db`` (a path or a URL), after checking a SQLite file is ours."""
-    url = database_url(db)
     try:
-        if url.startswith("sqlite"):
-            path = _sqlite_path(url)
+        url = engine_url(db)
+        if url.get_backend_name() == "sqlite":
+            path = sqlite_file(db)
             if path is not None:
                 _check_sqlite_file(path)
             engine = create_engine(
@@ -119,15 +166,36 @@ def make_engine(db: str) -> Engine:
             )
             event.listen(engine, "connect", _on_sqlite_connect)
             event.listen(engine, "begin", _on_sqlite_begin)
+            if path is not None:
+                event.listen(engine, "close", _on_sqlite_close)
             return engine
         return create_engine(url, pool_pre_ping=True)
-    except (ArgumentError, NoSuchModuleError) as exc:
-        raise DatabaseError(f"cannot use database '{db}': {exc}") from exc
-    except ModuleNotFoundError as exc:
-        raise DatabaseError(
-            f"cannot use database '{db}': driver not installed ({exc.name}); "
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise unusable(db, exc) from exc
+
+
+def unusable(db: str, exc: Exception) -> DatabaseError:
+    """The one-line error for a database URL we cannot use (malformed, unknown dialect, driver
+    missing), with its password masked."""
+    if isinstance(exc, ModuleNotFoundError):
+        return DatabaseError(
+            f"cannot use database '{masked(db)}': driver not installed ({exc.name}); "
             "for PostgreSQL: pip install 'crawler[postgres]'"
-        ) from exc
+        )
+    return DatabaseError(f"cannot use database '{masked(db)}': {first_line(exc)}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver's message (psycopg adds "Is the server running...?" lines)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(orig).strip().splitlines()
+    return lines[0].strip() if lines else type(orig).__name__
+
+
+def unreachable(db: str, exc: Exception) -> DatabaseError:
+    """The one-line error for a database that cannot be opened (server down, wrong password,
+    no such database): bad input like a missing file, exit status 2, password masked."""
+    return DatabaseError(f"cannot open database '{masked(db)}': {first_line(exc)}")
 
 
 def include_name(name: str | None, type_: str, _parents: Any) -> bool:
@@ -242,9 +310,7 @@ def upgrade(engine: Engine) -> None:
             return
         _migrate(engine)
     except DBAPIError as exc:
-        raise DatabaseError(
-            f"cannot open database '{engine.url.render_as_string(hide_password=True)}': {exc.orig}"
-        ) from exc
+        raise unreachable(engine.url.render_as_string(hide_password=True), exc) from exc
 
 
 def _migrate(engine: Engine) -> None:

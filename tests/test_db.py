@@ -159,7 +159,9 @@ def test_db_upgrade_command_creates_schema_and_is_idempotent(tmp_path: Path) -> 
     names = {name for _type, name, _sql in schema}
     assert TABLES | {"alembic_version", "pages"} <= names
     assert query(db, "select version_num from alembic_version") == [(head_revision(),)]
-    assert query(db, "pragma journal_mode") == [("wal",)]
+    # Nobody has it open: rollback-journal mode, one file that needs nothing beside it.
+    assert query(db, "pragma journal_mode") == [("delete",)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.db"]
 
     again = cli("db", "upgrade", "--db", "new.db", cwd=tmp_path)
     assert again.returncode == 0, again.stderr

@@ -36,9 +36,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from textwrap import fill
 from typing import IO, Any
 
-from sqlalchemy import Connection, CursorResult, inspect, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy import Connection, CursorResult, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from crawler.errors import UsageError
 from crawler.tools import TOOLS
@@ -221,16 +220,6 @@ def more_than_one_statement(sql: str) -> bool:
     return False
 
 
-def shown(db: str) -> str:
-    """``db`` for a message: a URL's password masked."""
-    if "://" not in db:
-        return db
-    try:
-        return make_url(db).render_as_string(hide_password=True)
-    except ArgumentError:
-        return db
-
-
 def _execute(
     conn: Connection, sql: str, params: dict[str, Any] | None, options: dict[str, Any]
 ) -> CursorResult[Any]:
@@ -276,15 +265,6 @@ def positive_int(value: str) -> int:
     if n <= 0:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
     return n
-
-
-def require_crawl_tables(conn: Connection, db: str, *names: str) -> None:
-    """A :class:`UsageError` unless ``db`` has the crawler's tables (and ``names`` too)."""
-    inspector = inspect(conn)
-    present = set(inspector.get_table_names()) | set(inspector.get_view_names())
-    for name in ("crawls", "urls", "fetches", "links", "errors", "pages", *names):
-        if name not in present:
-            raise UsageError(f"'{shown(db)}' is not a crawl database, or an old one (no '{name}')")
 
 
 # --------------------------------------------------------------------------- output

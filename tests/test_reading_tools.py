@@ -1,0 +1,186 @@
+"""The reading tools at the edges (issue 13): file names that look like URL syntax, databases
+nobody is writing, readers who cannot write, hostile text on a terminal, foreign files, and
+database URLs whose password must never be printed.
+
+One small site is crawled once for the module (a page whose title holds terminal escape
+sequences, text and bodies kept); each test copies that database where it needs it, or crawls
+again under the file name it is about. Every tool runs in every case: ``TOOL_ARGS`` names them
+all, and a test keeps it equal to :data:`crawler.tools.TOOLS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crawler.cli import main
+from crawler.tools import TOOLS
+from tests.crawlkit import FAST, query, write_seeds, write_settings
+from tests.siteserver import Page, SiteServer, generate_site, loopback_hosts
+
+pytestmark = pytest.mark.timeout(180)
+
+WORD = "quokka"
+HOSTILE = "x\x1b]0;pwned\x07y\x1b]52;c;aGVsbG8=\x07z\x9b31m"
+"""Set the window title, write the clipboard, and an 8-bit CSI: what a page title may hold."""
+SECRET = "secretpw"
+
+TOOL_ARGS: dict[str, list[str]] = {
+    "stats": [],
+    "errors": [],
+    "query": ["select count(*) from urls"],
+    "search": [WORD],
+    "export": ["--table", "pages", "-o", "-"],
+    "warc": ["-o", "{out}/crawl.warc.gz"],
+    "report": ["-o", "{out}/report.html"],
+}
+
+
+def tool_argv(name: str, db: Path | str, out: Path) -> list[str]:
+    return [name, "--db", str(db), *(a.format(out=out) for a in TOOL_ARGS[name])]
+
+
+class Crawled:
+    """The module's site: a server that stays up, and one finished crawl of it."""
+
+    def __init__(self, srv: SiteServer, root_urls: list[str], tmp: Path) -> None:
+        self.srv = srv
+        self.seeds = write_seeds(tmp / "seed.txt", root_urls)
+        self.settings = write_settings(
+            tmp / "settings.toml", FAST, {"store": {"keep_text": True, "keep_html": True}}
+        )
+        self.db = tmp / "crawl" / "crawl.db"
+        self.db.parent.mkdir()
+        assert self.crawl(self.db) == 0
+
+    def crawl(self, db: Path) -> int:
+        return main(
+            ["crawl", str(self.seeds), "--db", str(db), "--config", str(self.settings), "-q"]
+        )
+
+    def copy(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy(self.db, directory / "crawl.db"))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crawled]:
+    tmp = tmp_path_factory.mktemp("reading")
+    with SiteServer(hosts=loopback_hosts(1)) as srv:
+        gen = generate_site(srv.hosts, 4, port=srv.port, seed=5, site=srv.site)
+        gen.add_linked(
+            "/hostile.html",
+            Page(f"<html><head><title>{HOSTILE}</title></head><body>a {WORD}</body></html>"),
+            from_path="/",
+        )
+        yield Crawled(srv, gen.root_urls, tmp)
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def journal_mode_in_header(db: Path) -> int:
+    """Byte 18 of the header: 1 rollback journal, 2 WAL (https://sqlite.org/fileformat.html)."""
+    with db.open("rb") as f:
+        return f.read(20)[18]
+
+
+def test_tool_args_name_every_tool() -> None:
+    assert set(TOOL_ARGS) == set(TOOLS)
+
+
+# --------------------------------------------------------------------------- 1. the file named
+
+NAMES = ["run#1.db", "a%20b.db", "what?mode=memory.db", "with space.db", "naïve-数据.db"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_crawl_and_every_tool_open_exactly_the_file_named(
+    site: Crawled, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work, out = tmp_path / "db", tmp_path / "out"
+    work.mkdir()
+    out.mkdir()
+    db = work / name
+    assert site.crawl(db) == 0
+    assert listing(work) == [name, f"{name}.lock"]
+    urls = query(db, "select count(*) from urls")[0][0]
+    assert urls == query(site.db, "select count(*) from urls")[0][0]
+    for tool in TOOLS:
+        capsys.readouterr()
+        assert main(tool_argv(tool, db, out)) == 0, (tool, capsys.readouterr().err)
+        printed = capsys.readouterr().out
+        if tool == "query":
+            assert printed.split() == ["count(*)", str(urls)]
+        assert listing(work) == [name, f"{name}.lock"], tool
+
+
+# --------------------------------------------------------------------------- 2. nothing beside
+
+
+def _read_with_every_tool(db: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = listing(db.parent)
+    for tool in TOOLS:
+        assert main(tool_argv(tool, db, out)) == 0, (tool, capsys.readouterr().err)
+        assert listing(db.parent) == before, tool
+    capsys.readouterr()
+
+
+def test_a_finished_crawl_is_one_file_and_reading_it_adds_nothing(
+    site: Crawled, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert listing(site.db.parent) == ["crawl.db", "crawl.db.lock"]  # no -wal, no -shm
+    assert journal_mode_in_header(site.db) == 1  # needs nothing beside it to be read
+    copy = site.copy(tmp_path / "copy")
+    data = copy.read_bytes()
+    _read_with_every_tool(copy, tmp_path, capsys)
+    assert listing(copy.parent) == ["crawl.db"]
+    assert copy.read_bytes() == data
+
+
+def test_a_wal_database_nobody_has_open_is_read_without_adding_files(
+    site: Crawled, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database left by an earlier version (WAL in its header, no -wal file)."""
+    copy = site.copy(tmp_path / "copy")
+    con = sqlite3.connect(copy)
+    con.execute("pragma journal_mode = wal")
+    con.close()
+    assert journal_mode_in_header(copy) == 2
+    assert listing(copy.parent) == ["crawl.db"]
+    data = copy.read_bytes()
+    _read_with_every_tool(copy, tmp_path, capsys)
+    assert listing(copy.parent) == ["crawl.db"]
+    assert copy.read_bytes() == data
+
+
+@contextlib.contextmanager
+def writing(db: Path) -> Iterator[None]:
+    """A crawl's writer, as SQLite sees it: the database open in WAL mode, with a commit that
+    only the -wal file holds (no checkpoint), for as long as the block runs."""
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("pragma journal_mode = wal")
+        con.execute("pragma wal_autocheckpoint = 0")
+        con.execute("insert into hosts(host) values ('http://in-the-wal.test:80')")
+        assert Path(f"{db}-wal").exists()
+        yield
+    finally:
+        con.close()
+
+
+def test_while_a_crawl_writes_readers_see_its_newest_commits(
+    site: Crawled, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = site.copy(tmp_path / "copy")
+    with writing(copy):
+        capsys.readouterr()
+        assert main(["query", "--db", str(copy), "select host from hosts"]) == 0
+        assert "http://in-the-wal.test:80" in capsys.readouterr().out
+    assert listing(copy.parent) == ["crawl.db"]  # the writer, last to close, cleaned up
