@@ -11,8 +11,13 @@ all, and a test keeps it equal to :data:`crawler.tools.TOOLS`.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +25,7 @@ import pytest
 
 from crawler.cli import main
 from crawler.tools import TOOLS
-from tests.crawlkit import FAST, query, write_seeds, write_settings
+from tests.crawlkit import FAST, ROOT, query, write_seeds, write_settings
 from tests.siteserver import Page, SiteServer, generate_site, loopback_hosts
 
 pytestmark = pytest.mark.timeout(180)
@@ -33,7 +38,7 @@ SECRET = "secretpw"
 TOOL_ARGS: dict[str, list[str]] = {
     "stats": [],
     "errors": [],
-    "query": ["select count(*) from urls"],
+    "query": ["select count(*) as urls, (select group_concat(host, ' ') from hosts) from urls"],
     "search": [WORD],
     "export": ["--table", "pages", "-o", "-"],
     "warc": ["-o", "{out}/crawl.warc.gz"],
@@ -117,7 +122,7 @@ def test_crawl_and_every_tool_open_exactly_the_file_named(
         assert main(tool_argv(tool, db, out)) == 0, (tool, capsys.readouterr().err)
         printed = capsys.readouterr().out
         if tool == "query":
-            assert printed.split() == ["count(*)", str(urls)]
+            assert printed.splitlines()[1].split("\t")[0] == str(urls)
         assert listing(work) == [name, f"{name}.lock"], tool
 
 
@@ -184,3 +189,123 @@ def test_while_a_crawl_writes_readers_see_its_newest_commits(
         assert main(["query", "--db", str(copy), "select host from hosts"]) == 0
         assert "http://in-the-wal.test:80" in capsys.readouterr().out
     assert listing(copy.parent) == ["crawl.db"]  # the writer, last to close, cleaned up
+
+
+# --------------------------------------------------------------------------- 3. cannot write
+
+DRIVER = """
+import contextlib, io, json, sys
+from crawler.cli import main
+results = {}
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    results[argv[0]] = [code, err.getvalue(), out.getvalue()]
+print(json.dumps(results))
+"""
+"""Runs every tool in one process (one interpreter start for seven tools) and prints, as
+JSON, each one's exit status, stderr and stdout."""
+
+
+@pytest.fixture
+def shared_dirs() -> Iterator[tuple[Path, Path]]:
+    """A directory only root may write (the database's) and one anybody may (the outputs),
+    outside pytest's own temporary directory, which other users cannot enter."""
+    base = Path(tempfile.mkdtemp(prefix="crawler-ro-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        data, out = base / "data", base / "out"
+        data.mkdir(mode=0o755)
+        out.mkdir()
+        out.chmod(0o777)
+        yield data, out
+    finally:
+        shutil.rmtree(base)
+
+
+def _every_tool_as(prefix: list[str], db: Path, out: Path) -> dict[str, list[object]]:
+    argvs = [tool_argv(name, db, out) for name in TOOLS]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
+    env.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run(
+        [*prefix, sys.executable, "-c", DRIVER, json.dumps(argvs)],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results: dict[str, list[object]] = json.loads(done.stdout.splitlines()[-1])
+    return results
+
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root (to run as nobody and to bind-mount) and setpriv",
+)
+STATES = ["finished", "left by an earlier version", "being written"]
+
+
+@contextlib.contextmanager
+def in_state(site: Crawled, directory: Path, state: str) -> Iterator[Path]:
+    """The module's database copied into ``directory``, as a finished crawl leaves it, as an
+    earlier version left it (WAL header, no -wal), or open in a writer (WAL, -wal, -shm)."""
+    db = site.copy(directory)
+    db.chmod(0o644)
+    if state == "left by an earlier version":
+        con = sqlite3.connect(db)
+        con.execute("pragma journal_mode = wal")
+        con.close()
+    if state != "being written":
+        yield db
+        return
+    with writing(db):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db}{suffix}").chmod(0o644)
+        yield db
+
+
+def _all_read(results: dict[str, list[object]], state: str) -> None:
+    for name, (code, err, _out) in results.items():
+        assert code == 0, (name, state, err)
+        assert "crawler:" not in str(err), (name, state, err)
+    assert str(results["query"][2]).split()[0] == "urls"
+    if state == "being written":  # the newest commit, only in the -wal file, was seen
+        assert "in-the-wal.test" in str(results["query"][2])
+
+
+@needs_root
+@pytest.mark.slow
+@pytest.mark.parametrize("state", STATES)
+def test_a_reader_who_cannot_write_reads_with_every_tool(
+    site: Crawled, shared_dirs: tuple[Path, Path], state: str
+) -> None:
+    """Another user (nobody), in a directory only root may write: every tool reads."""
+    data, out = shared_dirs
+    with in_state(site, data, state) as db:
+        before = listing(data)
+        _all_read(_every_tool_as(NOBODY, db, out), state)
+        assert listing(data) == before
+
+
+@needs_root
+@pytest.mark.slow
+@pytest.mark.parametrize("state", STATES)
+def test_every_tool_reads_a_database_on_a_read_only_mount(
+    site: Crawled, shared_dirs: tuple[Path, Path], state: str
+) -> None:
+    """Root, whom permissions do not stop, on a read-only bind mount of the directory."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1)")
+    data, out = shared_dirs
+    mount = out / "mnt"
+    mount.mkdir()
+    bind = ["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{data}" "{mount}" && exec "$@"']
+    with in_state(site, data, state) as db:
+        before = listing(data)
+        _all_read(_every_tool_as([*bind, "sh"], mount / db.name, out), state)
+        assert listing(data) == before
