@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import logging
 import os
 import re
@@ -320,7 +321,16 @@ def _config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> C
         base=stored,
         base_source="the resumed crawl",
         flag_names=FLAG_NAMES,
+        on_ignored=_warn_ignored_once,
     )
+
+
+@functools.cache
+def _warn_ignored_once(var: str) -> None:
+    """Settings load twice for some commands (recrawl, worker, --resume): warn once a run."""
+    from crawler.config import warn_ignored
+
+    warn_ignored(var)
 
 
 class _Signals:

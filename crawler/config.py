@@ -10,6 +10,7 @@ settings file that silently does nothing is the worst kind of bug a user can mee
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import tomllib
@@ -24,6 +25,8 @@ from crawler.errors import ConfigError
 from crawler.urls import Scope, canonicalize
 
 ENV_PREFIX = "CRAWLER_"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,18 +425,21 @@ def load_config(
     base: Mapping[str, Any] | None = None,
     base_source: str = "stored settings",
     flag_names: Mapping[tuple[str, str], str] | None = None,
+    on_ignored: typing.Callable[[str], None] | None = None,
 ) -> Config:
     """Resolve settings once: defaults < ``base`` < ``path`` (TOML) < ``CRAWLER_<SECTION>_<KEY>``
     < flags. ``base`` is the settings a resumed crawl ran with (``crawls.settings``): keys this
     version no longer knows are skipped, so an old database can always be resumed.
-    ``flag_names`` maps ``(section, key)`` to the flag an override came from, for messages."""
+    ``flag_names`` maps ``(section, key)`` to the flag an override came from, for messages.
+    A ``CRAWLER_*`` variable that is not a setting (no section of that name) is passed to
+    ``on_ignored``, which logs a warning by default."""
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
     if base:
         _merge_base(values, base, base_source)
     file_extract = None
     if path is not None:
         file_extract = _merge_file(values, path)
-    _merge_env(values, os.environ if env is None else env)
+    _merge_env(values, os.environ if env is None else env, on_ignored or warn_ignored)
     for section, items in (overrides or {}).items():
         for key, value in items.items():
             if value is not None:
@@ -508,18 +514,57 @@ def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> Any:
     return extract
 
 
-def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+_FILE_ONLY_SECTIONS: Final = ("extract",)
+"""Sections of tables (``[extract.<name>]``; ``[hosts."HOST"]`` when it comes) that no
+variable can set: a ``CRAWLER_EXTRACT_...`` variable is a mistake to report, not to ignore."""
+
+
+def _env_setting(var: str) -> tuple[str, str] | None:
+    """``(section, key)`` that ``CRAWLER_<SECTION>_<KEY>`` names, or None when the text after
+    the prefix starts with no section name (``CRAWLER_CMD``, ``CRAWLER_HOME``: other tools' own
+    variables). Section names are tried longest first, so one holding ``_`` (``fetch_tls``)
+    wins over a shorter one it starts with (``fetch``); a key may hold ``_`` too."""
+    rest = var[len(ENV_PREFIX) :].lower()
+    for section in sorted((*_SECTION_TYPES, *_FILE_ONLY_SECTIONS), key=len, reverse=True):
+        if rest == section or rest.startswith(section + "_"):
+            return section, rest[len(section) + 1 :]
+    return None
+
+
+def warn_ignored(var: str) -> None:
+    """Say, in one log line, that ``var`` is not a setting and is ignored."""
+    log.warning(
+        "ignoring environment variable %s: not a setting (settings are CRAWLER_<SECTION>_<KEY>, "
+        "sections: %s)",
+        var,
+        ", ".join(_SECTION_TYPES),
+    )
+
+
+def _merge_env(
+    values: dict[str, dict[str, Any]],
+    env: Mapping[str, str],
+    on_ignored: typing.Callable[[str], None] = warn_ignored,
+) -> None:
     for var, text in env.items():
         if not var.startswith(ENV_PREFIX):
             continue
-        rest = var[len(ENV_PREFIX) :].lower()
-        section, _, key = rest.partition("_")
-        cls = _SECTION_TYPES.get(section)
-        if cls is None or not key:
+        setting = _env_setting(var)
+        if setting is None:
+            on_ignored(var)
+            continue
+        section, key = setting
+        if section in _FILE_ONLY_SECTIONS:
             raise ConfigError(
-                f"environment variable {var}: unknown setting (expected CRAWLER_<SECTION>_<KEY>, "
-                f"sections: {', '.join(_SECTION_TYPES)})"
+                f"environment variable {var}: [{section}] cannot be set from the environment; "
+                "write it in the settings file"
             )
+        if not key:
+            raise ConfigError(
+                f"environment variable {var}: names [{section}] but no key "
+                "(expected CRAWLER_<SECTION>_<KEY>)"
+            )
+        cls = _SECTION_TYPES[section]
         types_ = _field_types(cls)
         if key not in types_:
             raise ConfigError(f"environment variable {var}: unknown key '{key}' in [{section}]")

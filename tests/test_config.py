@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from crawler import config as config_module
 from crawler.config import Config, load_config
 from crawler.errors import ConfigError
 
@@ -345,14 +347,64 @@ def test_empty_file_means_defaults(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- env errors
 
 
-@pytest.mark.parametrize(
-    "var",
-    ["CRAWLER_CRAWLING_WORKERS", "CRAWLER_CRAWL", "CRAWLER_", "CRAWLER_CRAWL_", "CRAWLER_WORKERS"],
-)
-def test_env_unknown_section(var: str) -> None:
+@pytest.mark.parametrize("var", ["CRAWLER_CRAWL", "CRAWLER_CRAWL_", "CRAWLER_SCOPE"])
+def test_env_section_without_a_key(var: str) -> None:
     message = _error(env={var: "1"})
     assert var in message
     assert "CRAWLER_<SECTION>_<KEY>" in message
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        "CRAWLER_CMD",  # set by other tools: not a setting at all
+        "CRAWLER_HOME",
+        "CRAWLER_",
+        "CRAWLER_WORKERS",
+        "CRAWLER_CRAWLING_WORKERS",  # "crawling" is not a section ("crawl_" would be)
+        "CRAWLER_SCOPES_INCLUDE",
+        "CRAWLER_HOSTS",
+    ],
+)
+def test_env_variables_that_are_not_settings_are_ignored_with_a_warning(
+    var: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="crawler.config"):
+        assert load_config(None, env={var: "1", "CRAWLER_CRAWL_WORKERS": "3"}).crawl.workers == 3
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "\n" not in message
+    assert message.startswith(f"ignoring environment variable {var}: not a setting")
+
+
+def test_ignored_variables_can_go_to_a_callback() -> None:
+    ignored: list[str] = []
+    load_config(None, env={"CRAWLER_CMD": "x", "CRAWLER_HOME": "/h"}, on_ignored=ignored.append)
+    assert sorted(ignored) == ["CRAWLER_CMD", "CRAWLER_HOME"]
+
+
+def test_env_for_a_section_no_variable_can_set() -> None:
+    """[extract.<name>] rules are tables: a variable for them is an error, not ignored."""
+    message = _error(env={"CRAWLER_EXTRACT_TITLE_SELECTOR": "title"})
+    assert "CRAWLER_EXTRACT_TITLE_SELECTOR" in message
+    assert "[extract]" in message
+    assert "settings file" in message
+
+
+def test_env_section_names_are_matched_longest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A section whose name holds "_" (none yet; the split must not assume so) wins over a
+    shorter section its name starts with, and its keys are found."""
+
+    @dataclasses.dataclass(frozen=True)
+    class FetchTls:
+        verify: bool = True
+
+    monkeypatch.setitem(config_module._SECTION_TYPES, "fetch_tls", FetchTls)
+    values = {name: {} for name in config_module._SECTION_TYPES}
+    config_module._merge_env(values, {"CRAWLER_FETCH_TLS_VERIFY": "false"})
+    assert values["fetch_tls"] == {"verify": False}
+    assert values["fetch"] == {}
 
 
 def test_env_unknown_key() -> None:
