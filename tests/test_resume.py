@@ -90,6 +90,10 @@ def _left_claimed(db: Path) -> set[tuple[str, str]]:
     return {_page(url) for (url,) in query(db, "select url from urls where state = 'fetching'")}
 
 
+_FAILED_ATTEMPTS = "select u.url from errors e join urls u on u.id = e.url_id"
+"""One row per failed attempt that was stored (a retry followed it, or the URL failed)."""
+
+
 def _states(db: Path) -> Counter[str]:
     return Counter(dict(query(db, "select state, count(*) from urls group by 1")))
 
@@ -162,14 +166,16 @@ def test_kill_9_at_random_moments_loses_nothing(site_server, tmp_path: Path) -> 
     requests = Counter((r.host, r.path) for r in log)
     assert len(requests) == len(gen.expected_urls)
     assert set(requests) == {_page(url) for url in gen.expected_urls}
+    # A retry (a timeout on a starved machine) is a request again too, with its errors row.
+    retried = Counter(_page(url) for (url,) in query(db, _FAILED_ATTEMPTS))
     unexplained = {
-        page: (n - 1, left_claimed[page])
+        page: (n - 1, left_claimed[page], retried[page])
         for page, n in requests.items()
-        if n - 1 > left_claimed[page]
+        if n - 1 > left_claimed[page] + retried[page]
     }
     assert not unexplained, (
-        "requested again more often than kills left them claimed and unstored "
-        f"(page: (repeats, such kills)): {dict(list(unexplained.items())[:5])}"
+        "requested again more often than kills left them claimed and unstored, or retries "
+        f"(page: (repeats, such kills, failed attempts)): {dict(list(unexplained.items())[:5])}"
     )
     duplicates = requests.total() - len(requests)
 
