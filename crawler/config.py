@@ -256,16 +256,13 @@ def user_agent_problem(user_agent: str) -> str | None:
     if not user_agent.strip():
         return f"must begin with {hint}, got {user_agent!r}"
     name, slash, rest = user_agent.partition("/")
+    if not name.strip():
+        return f"must begin with {hint}: {user_agent!r} has no product name before its '/'"
     if not _ROBOTS_NAME.fullmatch(name):
-        what = (
-            "has no product name before its '/'"
-            if not name.strip()
-            else (
-                f"has {name!r} before its first '/', and robots.txt groups are matched on that "
-                "name (letters, digits, '_' and '-' only)"
-            )
+        return (
+            f"must begin with {hint}: {user_agent!r} has {name!r} before its first '/', and "
+            "robots.txt groups are matched on that name (letters, digits, '_' and '-' only)"
         )
-        return f"must begin with {hint}: {user_agent!r} {what}"
     version = _TOKEN.match(rest) if slash else None
     if slash and (version is None or rest[version.end() :][:1] not in ("", " ", "\t")):
         return f"must begin with {hint}: {user_agent!r} has no version token after '{name}/'"
@@ -434,8 +431,7 @@ def load_config(
     A ``CRAWLER_*`` variable that is not a setting (no section of that name) is passed to
     ``on_ignored``, which logs a warning by default."""
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
-    if base:
-        _merge_base(values, base, base_source)
+    stored = _merge_base(values, base, base_source) if base else {}
     file_extract = None
     if path is not None:
         file_extract = _merge_file(values, path)
@@ -446,6 +442,9 @@ def load_config(
                 flag = (flag_names or {}).get((section, key))
                 where = f"command line: {flag + ' ' if flag else ''}[{section}] {key}"
                 values[section][key] = _check_range(section, key, value, where)
+    for (section, key), (value, where) in stored.items():
+        if values[section][key] is value:  # not replaced by the file, a variable or a flag
+            _check_problem(section, key, value, where)
     sections = {name: cls(**values[name]) for name, cls in _SECTION_TYPES.items()}
     extract = ExtractSettings()
     if base and isinstance(base.get("extract"), Mapping):
@@ -455,7 +454,14 @@ def load_config(
     return Config(**sections, extract=extract)
 
 
-def _merge_base(values: dict[str, dict[str, Any]], base: Mapping[str, Any], source: str) -> None:
+def _merge_base(
+    values: dict[str, dict[str, Any]], base: Mapping[str, Any], source: str
+) -> dict[tuple[str, str], tuple[Any, str]]:
+    """Merge a stored crawl's settings; return those that :data:`_PROBLEMS` checks, with where
+    they came from. They are checked once the other layers are merged: a value an older
+    version accepted (a user agent without a product token) can then be replaced by a flag
+    instead of making the database impossible to resume."""
+    deferred: dict[tuple[str, str], tuple[Any, str]] = {}
     for section, table in base.items():
         cls = _SECTION_TYPES.get(section)
         if cls is None or not isinstance(table, Mapping):
@@ -465,19 +471,27 @@ def _merge_base(values: dict[str, dict[str, Any]], base: Mapping[str, Any], sour
             if key in types_:
                 where = f"{source}: [{section}] {key}"
                 value = _coerce(value, types_[key], where)
-                values[section][key] = _check_range(section, key, value, where)
+                values[section][key] = _check_range(section, key, value, where, problems=False)
+                if (section, key) in _PROBLEMS:
+                    deferred[(section, key)] = (values[section][key], where)
+    return deferred
 
 
-def _check_range(section: str, key: str, value: Any, where: str) -> Any:
+def _check_range(section: str, key: str, value: Any, where: str, *, problems: bool = True) -> Any:
     """Checked where the value is read, so the error names its file, variable or flag."""
     check = _CHECKS.get((section, key))
     if check is not None and not check[0](value):
         raise ConfigError(f"{where} must be {check[1]}, got {value!r}")
+    if problems:
+        _check_problem(section, key, value, where)
+    return value
+
+
+def _check_problem(section: str, key: str, value: Any, where: str) -> None:
     problem = _PROBLEMS.get((section, key))
     found = problem(value) if problem is not None else None
     if found is not None:
         raise ConfigError(f"{where}: {found}")
-    return value
 
 
 def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> Any:

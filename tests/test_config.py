@@ -563,3 +563,13 @@ def test_invalid_patterns_are_refused(tmp_path: Path, key: str, pattern: str) ->
 def test_invalid_url_pattern_of_an_extract_rule_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, '[extract.t]\nselector = "title"\nurl_pattern = "(x"\n')
     assert "[extract.t] url_pattern '(x': missing )" in _error(path)
+
+
+def test_a_stored_value_that_cannot_work_is_refused_unless_replaced() -> None:
+    """A resumed crawl's settings (an older version accepted ``crawler (+https://...)``) are
+    refused naming the crawl, and a flag can replace the value so the database stays usable."""
+    base = {"crawl": {"user_agent": "crawler (+https://example.com/bot)"}}
+    with pytest.raises(ConfigError, match=r"^the resumed crawl: \[crawl\] user_agent: "):
+        load_config(env={}, base=base, base_source="the resumed crawl")
+    fixed = load_config(env={}, base=base, overrides={"crawl": {"user_agent": "crawler/0.2"}})
+    assert fixed.crawl.user_agent == "crawler/0.2"
