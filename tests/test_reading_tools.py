@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import shutil
 import sqlite3
 import subprocess
@@ -309,3 +310,110 @@ def test_every_tool_reads_a_database_on_a_read_only_mount(
         before = listing(data)
         _all_read(_every_tool_as([*bind, "sh"], mount / db.name, out), state)
         assert listing(data) == before
+
+
+# --------------------------------------------------------------------------- 4. the terminal
+
+
+def _cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
+    env.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", TERM="xterm")
+    return env
+
+
+def on_terminal(argv: list[str], cwd: Path) -> tuple[int, bytes, str]:
+    """Run the CLI with stdout on a pseudo-terminal: (exit status, what the terminal got,
+    stderr)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crawler", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=_cli_env(),
+    )
+    os.close(slave)
+    shown = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    return proc.wait(timeout=60), bytes(shown), err
+
+
+@pytest.fixture(scope="module")
+def hostile_copy(site: Crawled, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The crawl, with the hostile text also where stats and errors show it: a content type
+    and a final error's message (servers send both)."""
+    db = site.copy(tmp_path_factory.mktemp("hostile"))
+    con = sqlite3.connect(db)
+    with con:
+        (url_id,) = con.execute("select id from urls where url like '%/hostile.html'").fetchone()
+        con.execute("update fetches set content_type = ? where url_id = ?", (HOSTILE, url_id))
+        con.execute(
+            "insert into errors (url_id, crawl_id, at, attempt, kind, status_code, message, final)"
+            " values (?, 1, '2026-01-01 00:00:00', 1, 'http_status', 500, ?, 1)",
+            (url_id, HOSTILE),
+        )
+    con.close()
+    return db
+
+
+TERMINAL_COMMANDS = {
+    "query table": ["query", "select title from pages"],
+    "query csv": ["query", "--format", "csv", "select title from pages"],
+    "query jsonl": ["query", "--format", "jsonl", "select title from pages"],
+    "search": ["search", WORD],
+    "stats": ["stats"],
+    "errors": ["errors"],
+    "export": ["export", "--table", "pages", "-o", "-"],
+}
+
+
+@pytest.mark.parametrize("command", TERMINAL_COMMANDS)
+def test_a_page_cannot_write_to_the_terminal(
+    hostile_copy: Path, command: str, tmp_path: Path
+) -> None:
+    argv = [*TERMINAL_COMMANDS[command], "--db", str(hostile_copy)]
+    code, shown, err = on_terminal(argv, tmp_path)
+    assert code == 0, err
+    assert b"\x1b" not in shown
+    assert b"\x07" not in shown
+    assert "\x9b" not in shown.decode()
+    if command in ("query jsonl", "export"):  # JSON's own escapes for C0, ours for the rest
+        assert b"\\u001b]0;pwned\\u0007y\\u001b]52;c;aGVsbG8=\\u0007z\\x9b31m" in shown
+    else:
+        assert b"\\x1b]0;pwned\\x07y\\x1b]52;c;aGVsbG8=\\x07z\\x9b31m" in shown
+
+
+TITLE_SQL = "select title from pages where title like 'x%'"
+
+
+def test_piped_output_stays_data(hostile_copy: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "crawler", "query", "--db", str(hostile_copy), TITLE_SQL],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_cli_env(),
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"title\n{HOSTILE}\n"
+
+
+def test_warc_is_not_written_to_a_terminal(hostile_copy: Path, tmp_path: Path) -> None:
+    code, shown, err = on_terminal(["warc", "--db", str(hostile_copy), "-o", "-"], tmp_path)
+    assert code == 2
+    assert shown == b""
+    assert err == "crawler: warc: not writing a WARC file to a terminal: give -o FILE, or pipe it\n"

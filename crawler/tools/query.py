@@ -41,7 +41,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from crawler.errors import UsageError
 from crawler.tools import TOOLS
-from crawler.tools.readonly import connect, write_table
+from crawler.tools.readonly import TextSink, connect, safe_sink, write_table
 
 NAME = "query"
 BATCH_ROWS = 1000
@@ -58,7 +58,9 @@ The database is opened read-only: a statement that would change it (DELETE, UPDA
 PRAGMA x = y, VACUUM, ATTACH, ...) or more than one statement is refused with exit status 2.
 Numbers stay numbers in JSON lines; JSON columns (fetches.data) are printed as stored (text);
 NULL is an empty field in table and CSV output, null in JSON lines; binary values are hex
-(table, CSV) or base64 (JSON lines). Tables and worked queries: docs/queries.md.
+(table, CSV) or base64 (JSON lines). On a terminal, control characters from the data (a
+page title's ESC ]0;...) are shown escaped (\\x1b); piped, the output is the data as stored.
+Tables and worked queries: docs/queries.md.
 """
 
 READ_ONLY = "the database is opened read-only"
@@ -317,10 +319,10 @@ def write(
     ``convert`` maps column names to a function applied to that column's values first."""
     rows = _converted(columns, rows, convert or {})
     if fmt == "jsonl":
-        return write_jsonl(columns, rows, out)
+        return write_jsonl(columns, rows, safe_sink(out))
     n = 0
     if fmt == "csv":
-        w = csv.writer(out, lineterminator="\n")  # writes None as an empty field
+        w = csv.writer(safe_sink(out), lineterminator="\n")  # writes None as an empty field
         w.writerow(columns)
         for n, row in enumerate(rows, 1):  # noqa: B007 - n is the count
             w.writerow([v if type(v) in _PLAIN else text_value(v) for v in row])
@@ -335,7 +337,7 @@ def write(
     return n
 
 
-def write_jsonl(columns: Sequence[str], rows: Iterable[Row], out: IO[str]) -> int:
+def write_jsonl(columns: Sequence[str], rows: Iterable[Row], out: TextSink) -> int:
     """One JSON object per row, keys in column order; returns how many."""
     encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_json_default).encode
     n = 0

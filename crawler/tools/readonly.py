@@ -32,7 +32,7 @@ import sys
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
@@ -121,10 +121,55 @@ def require_crawl_tables(conn: Connection, db: str, *names: str) -> None:
             )
 
 
+def _escapes(keep: str) -> dict[int, str]:
+    """``str.translate`` table: C0 and C1 controls and DEL as ``\\xNN``; bidi overrides and
+    line separators as ``\\uNNNN``; except the characters in ``keep``."""
+    codes = [*range(0x20), 0x7F, *range(0x80, 0xA0)]
+    table = {c: f"\\x{c:02x}" for c in codes if chr(c) not in keep}
+    for c in (0x200E, 0x200F, *range(0x2028, 0x202F), *range(0x2066, 0x206A)):
+        table[c] = f"\\u{c:04x}"
+    return table
+
+
+CELL_ESCAPES = _escapes("")
+"""For a table cell on a terminal: a tab or newline in the data would break the alignment."""
+STREAM_ESCAPES = _escapes("\n")
+"""For CSV and JSON lines on a terminal: their own newlines stay."""
+
+
+def for_terminal(text: str) -> str:
+    """``text`` as a terminal shows it harmlessly: a page's ``ESC ]0;...BEL`` (set the window
+    title), ``ESC ]52;...`` (write the clipboard) or 8-bit CSI is printed as ``\\x1b]0;...``,
+    never sent to the terminal to obey."""
+    return text.translate(CELL_ESCAPES)
+
+
+class TextSink(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+
+class TerminalSafe:
+    """A terminal's stdout for CSV or JSON lines: what is written goes through
+    :data:`STREAM_ESCAPES`. Only used when stdout is a terminal: piped output is data, in the
+    format's own escaping, byte for byte."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+
+    def write(self, text: str, /) -> int:
+        return self._out.write(text.translate(STREAM_ESCAPES))
+
+
+def safe_sink(out: IO[str]) -> TextSink:
+    """``out`` itself when piped; wrapped in :class:`TerminalSafe` when it is a terminal."""
+    return TerminalSafe(out) if out.isatty() else out
+
+
 def write_table(
     columns: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str] | None = None
 ) -> None:
-    """Rows for people: aligned columns on a terminal, tab-separated (never cut) when piped."""
+    """Rows for people: aligned columns on a terminal (control characters from the data shown
+    escaped, see :func:`for_terminal`), tab-separated (never cut) when piped."""
     out = out or sys.stdout
     if not out.isatty():
         w = csv.writer(out, delimiter="\t", lineterminator="\n")
@@ -132,7 +177,8 @@ def write_table(
         for row in rows:
             w.writerow(["" if v is None else v for v in row])
         return
-    materialized = [["" if v is None else str(v) for v in row] for row in rows]
+    materialized = [["" if v is None else for_terminal(str(v)) for v in row] for row in rows]
+    columns = [for_terminal(c) for c in columns]
     widths = [len(c) for c in columns]
     for row in materialized:
         widths = [max(w, len(v)) for w, v in zip(widths, row, strict=False)]
