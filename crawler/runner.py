@@ -371,6 +371,9 @@ def run_crawl(
     """One run: a crawl of ``seed_path`` (and what the frontier holds), or a ``recrawl`` pass.
     ``lock=False`` when the caller already holds the database (see :mod:`crawler.lock`).
     ``on_seeds_read`` is called once the whole seed file is read (its problems all reported)."""
+    # Compiles the selectors and imports the hook, so a rule that cannot work is refused
+    # before a database or a crawls row exists (build_parts makes the one the run uses).
+    Extractor(config.extract)
     seeds: Iterator[Seed] = iter(())
     if seed_path is not None:
         seeds = _valid_seeds(seed_path, on_seed_problem, on_seeds_read)

@@ -293,6 +293,8 @@ SETTINGS_THAT_CANNOT_WORK = [
     ('[scope]\nallowed_domains = ["*.example.com"]\n', [], {}, ["allowed_domains"]),
     ('[scope]\nallowed_domains = ["xn--a.com"]\n', [], {}, ["allowed_domains"]),
     ('[extract.t]\nselector = "title"\nurl_pattern = "[a-"\n', [], {}, ["url_pattern"]),
+    ('[extract.t]\nselector = "a[["\n', [], {}, ["[extract.t] selector"]),
+    ('[extract]\nhook = "no_such_module:f"\n', [], {}, ["[extract] hook"]),
     ('[crawl]\nuser_agent = "/1.0"\n', [], {}, ["settings.toml", "user_agent"]),
     ('[crawl]\nuser_agent = "my crawler/1.0"\n', [], {}, ["settings.toml", "user_agent"]),
     ("", ["--user-agent", "/1.0"], {}, ["--user-agent"]),
