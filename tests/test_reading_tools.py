@@ -417,3 +417,36 @@ def test_warc_is_not_written_to_a_terminal(hostile_copy: Path, tmp_path: Path) -
     assert code == 2
     assert shown == b""
     assert err == "crawler: warc: not writing a WARC file to a terminal: give -o FILE, or pipe it\n"
+
+
+# --------------------------------------------------------------------------- 5. foreign files
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_foreign_sqlite_file_is_refused_the_same_way_by_every_tool(
+    tool: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "data" / "other.db"
+    other.parent.mkdir()
+    con = sqlite3.connect(other)
+    con.execute("create table t (x)")
+    con.close()
+    data = other.read_bytes()
+    capsys.readouterr()
+    code = main(tool_argv(tool, other, tmp_path))
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err == f"crawler: '{other}' is not a crawl database, or an old one (no 'crawls')\n"
+    assert other.read_bytes() == data
+    assert listing(other.parent) == ["other.db"]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_file_that_is_not_sqlite_is_refused_by_every_tool(
+    tool: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "notes.txt"
+    other.write_text("not a database\n")
+    capsys.readouterr()
+    code = main(tool_argv(tool, other, tmp_path))
+    assert (code, capsys.readouterr().err) == (2, f"crawler: '{other}' is not a SQLite database\n")
