@@ -421,10 +421,12 @@ def _cmd_crawl(args: argparse.Namespace, config: Config) -> int:
 
 
 def _resume_command(args: argparse.Namespace) -> str:
-    """The exact command that continues this crawl."""
+    """The exact command that continues this crawl (a database password shown as ***)."""
+    from crawler.db import masked
+
     parts = ["python -m crawler crawl --resume"]
     if args.db:
-        parts.append(f"--db {shlex.quote(args.db)}")
+        parts.append(f"--db {shlex.quote(masked(args.db))}")
     if args.config:
         parts.append(f"--config {shlex.quote(str(args.config))}")
     return " ".join(parts)
@@ -432,6 +434,7 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 def _crawl_config(args: argparse.Namespace) -> Config:
     """Settings for ``crawl``; with ``--resume``, on top of the resumed crawl's own."""
+    from crawler.db import masked
     from crawler.errors import UsageError
     from crawler.runner import stored_settings
 
@@ -442,7 +445,7 @@ def _crawl_config(args: argparse.Namespace) -> Config:
         return config
     latest = stored_settings(config.store.db)
     if latest is None:
-        raise UsageError(f"nothing to resume: no crawl in database '{config.store.db}'")
+        raise UsageError(f"nothing to resume: no crawl in database '{masked(config.store.db)}'")
     crawl_id, stored = latest
     log.info("resuming crawl %d with its settings", crawl_id)
     return _config(args, stored)
@@ -461,13 +464,14 @@ def _progress_options(args: argparse.Namespace, config: Config) -> ProgressOptio
 def _latest_crawl_config(args: argparse.Namespace, what: str) -> Config:
     """Settings for a command that continues the database's latest crawl (recrawl, worker):
     that crawl's stored settings, with ``--config``, env and flags over them."""
+    from crawler.db import masked
     from crawler.errors import UsageError
     from crawler.runner import stored_settings
 
     base = _config(args)
     latest = stored_settings(base.store.db)
     if latest is None:
-        raise UsageError(f"nothing to {what}: no crawl in database '{base.store.db}'")
+        raise UsageError(f"nothing to {what}: no crawl in database '{masked(base.store.db)}'")
     return _config(args, latest[1])
 
 
@@ -525,12 +529,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule(config: Config) -> int:
+    from crawler.db import masked
     from crawler.errors import UsageError
     from crawler.runner import due_counts
 
     counts = due_counts(config.store.db)
     if counts is None:
-        raise UsageError(f"no crawl database at '{config.store.db}'")
+        raise UsageError(f"no crawl database at '{masked(config.store.db)}'")
     print(f"due now:            {counts['now']}")
     print(f"due within an hour: {counts['hour']}")
     print(f"due within a day:   {counts['day']}")
@@ -542,13 +547,13 @@ def _cmd_schedule(config: Config) -> int:
 
 
 def _cmd_db(args: argparse.Namespace, config: Config) -> int:
-    from crawler.db import head_revision, open_database
+    from crawler.db import head_revision, masked, open_database
 
     if args.db_command != "upgrade":
         build_parser(tools=()).parse_args(["db", "--help"])
         return EXIT_USAGE
     open_database(config.store.db).dispose()
-    print(f"database {config.store.db} is at schema revision {head_revision()}")
+    print(f"database {masked(config.store.db)} is at schema revision {head_revision()}")
     return EXIT_OK
 
 

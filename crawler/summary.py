@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from crawler.db import is_sqlite
+from crawler.db import is_sqlite, masked
 from crawler.records import CrawlStatus
 from crawler.runner import CrawlOutcome
 
@@ -45,7 +45,7 @@ def format_summary(outcome: CrawlOutcome, *, db: str, resume: str | None = None)
     if outcome.status is CrawlStatus.INTERRUPTED or (
         outcome.queued_left > 0 and outcome.status is CrawlStatus.FINISHED
     ):
-        command = resume or f"python -m crawler crawl --resume --db {shlex.quote(db)}"
+        command = resume or f"python -m crawler crawl --resume --db {shlex.quote(masked(db))}"
         lines.append(f"  resume:  {command}")
     if is_sqlite(db):
         query = "'select url, status_code, title from pages'"

@@ -26,10 +26,13 @@ import pytest
 
 from crawler.cli import main
 from crawler.tools import TOOLS
+from tests import test_db
 from tests.crawlkit import FAST, ROOT, query, write_seeds, write_settings
 from tests.siteserver import Page, SiteServer, generate_site, loopback_hosts
 
 pytestmark = pytest.mark.timeout(180)
+
+pg_schema = test_db.pg_url  # the fixture: a URL to a fresh PostgreSQL schema
 
 WORD = "quokka"
 HOSTILE = "x\x1b]0;pwned\x07y\x1b]52;c;aGVsbG8=\x07z\x9b31m"
@@ -450,3 +453,65 @@ def test_a_file_that_is_not_sqlite_is_refused_by_every_tool(
     capsys.readouterr()
     code = main(tool_argv(tool, other, tmp_path))
     assert (code, capsys.readouterr().err) == (2, f"crawler: '{other}' is not a SQLite database\n")
+
+
+# --------------------------------------------------------------------------- 6. no password
+
+COMMANDS = {
+    **{name: [name, *(a.format(out="{out}") for a in TOOL_ARGS[name])] for name in TOOLS},
+    "crawl": ["crawl", "{seeds}"],
+    "crawl --resume": ["crawl", "--resume"],
+    "recrawl": ["recrawl"],
+    "worker": ["worker"],
+    "schedule": ["schedule"],
+    "db upgrade": ["db", "upgrade"],
+}
+UNUSABLE = {
+    "driver missing": (f"mysql://crawler:{SECRET}@127.0.0.1:1/crawl", "cannot use database"),
+    "server down": (
+        f"postgresql+psycopg://crawler:{SECRET}@127.0.0.1:1/crawl",
+        "cannot open database",
+    ),
+}
+
+
+@pytest.mark.parametrize("problem", UNUSABLE)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_database_url_that_cannot_work_is_one_line_without_its_password(
+    command: str, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, says = UNUSABLE[problem]
+    seeds = write_seeds(tmp_path / "seed.txt", ["http://127.0.0.1:9/"])
+    argv = [a.format(out=tmp_path, seeds=seeds) for a in COMMANDS[command]]
+    capsys.readouterr()
+    code = main([*argv, "--db", url])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert SECRET not in out + err
+    masked = url.replace(SECRET, "***")
+    assert err.startswith(f"crawler: {says} '{masked}': "), err
+    assert err.count("\n") == 1, err
+    assert listing(tmp_path) == ["seed.txt"]
+
+
+@pytest.mark.postgres
+def test_messages_about_a_database_that_works_never_show_its_password(
+    pg_schema: str, site: Crawled, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The test server trusts every connection, so any password is accepted: here is one."""
+    url = pg_schema.replace("postgres@", f"postgres:{SECRET}@", 1)
+    assert SECRET in url
+    outputs = []
+    for argv in (
+        ["db", "upgrade"],
+        ["crawl", "--resume"],
+        ["recrawl"],
+        ["crawl", str(site.seeds), "--config", str(site.settings)],
+        ["stats"],
+    ):
+        main([*argv, "--db", url])
+        outputs.append(capsys.readouterr())
+    for out, err in outputs:
+        assert SECRET not in out + err
+    assert "postgres:***@" in outputs[0].out
+    assert "nothing to resume" in outputs[1].err
