@@ -289,9 +289,10 @@ class PageWorker:
         host's robots.txt, gate and private-network guard."""
         try:
             url = self._canonical(target)
+            same_host = host_key(url) == host
         except ValueError:
             return False
-        if host_key(url) != host or not self._links.scope.allows(url):
+        if not same_host or not self._links.scope.allows(url):
             return False
         return self._robots is None or not self._robots.disallows(url, host)
 
@@ -302,12 +303,13 @@ class PageWorker:
             return ()
         try:
             url = without_userinfo(self._canonical(r.location))
+            host = host_key(url)
         except ValueError:
             return ()
         policy = self._links
         depth_ok = policy.max_depth <= 0 or task.depth + 1 <= policy.max_depth
         follow = depth_ok and policy.scope.allows(url)
-        return (NewLink(url, host_key(url), False, follow),)
+        return (NewLink(url, host, False, follow),)
 
     def _redirect_target(self, task: FetchTask, r: FetchResult) -> str | None:
         """The canonical URL a redirect ended on, when it is another in-scope URL: the writer
