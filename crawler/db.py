@@ -5,6 +5,12 @@ A crawl runs ``upgrade`` when it opens the database, so users never run migratio
 checks it is ours: a file that is not SQLite, a SQLite database with foreign tables, or one
 migrated by a newer version of the crawler is refused with :class:`DatabaseError`, never altered.
 
+A SQLite path is the file's name, never URL syntax (``run#1.db``, ``a%20b.db``): the engine gets
+it inside a URL object. The database is in WAL mode while anything has it open, and the last
+connection to close switches it back to a rollback journal, so a finished crawl is one file
+(see ``_on_sqlite_close``). Messages show a database URL with its password masked
+(:func:`masked`); a URL we cannot use or a server we cannot reach is one line, exit status 2.
+
 Every run opens the database, and nearly every time it is already at the latest revision. So
 :func:`upgrade` first reads ``alembic_version`` with one query and compares it with
 :data:`HEAD_REVISION`; only a database that is new, older, or anything else unexpected goes

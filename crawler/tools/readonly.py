@@ -15,6 +15,8 @@ beside it (https://www.sqlite.org/wal.html#readonly):
   ``mode=ro``, read through the WAL as usual, so the newest commits are seen;
 - WAL header and no ``-wal`` file (a database left by an older version, or a copy): no
   connection has it open, and all its data is in the file: ``immutable=1``, no -shm needed.
+  (A crawl that starts on it during the read is not seen by that read, which, should the crawl
+  checkpoint meanwhile, may fail; running it again reads through the crawl's -wal.)
 
 The path goes into the ``file:`` URI percent-escaped, so ``#``, ``%``, ``?``, spaces and
 non-ASCII names open exactly the file named. The database must be a crawl database (its
