@@ -65,6 +65,14 @@ Decisions:
   still checks every hop that is requested.
 * **Redirect failures** (loop, too many hops, refused target) return the 3xx response as
   ``result`` (its ``final_url`` is the URL that redirected) with a final ``redirect`` error.
+* **What is requested** is the URL as given (for the crawl: the WHATWG serialization
+  :mod:`crawler.urls` stores), byte for byte: a browser sends ``/foo%``, ``/p[1]``,
+  ``?q={x}`` and ``%2f`` as they are, and so do we. requests (``requote_uri``) and urllib3
+  (``_encode_target``) would re-escape them (``/foo%25``, ``%5B``, ``%2F``), so the prepared
+  request keeps the URL given and the pools write the target they get (:class:`_VerbatimTarget`),
+  on every attempt and redirect hop. A URL that is not printable ASCII without spaces (not
+  from ada: the caller's own) goes out as requests escapes it. *Limit*: through an HTTP proxy
+  (an absolute request target, requests' own proxy pools) urllib3 still re-escapes.
 * **Credentials from a URL are never sent**: the ``user:password@`` of every URL (the one
   given, every redirect target) is dropped right before the request, so requests never derives
   an ``Authorization: Basic`` header from it, and ``final_url``, the redirect chain and the
@@ -104,6 +112,7 @@ import requests
 import requests.adapters
 import requests.cookies
 import tenacity
+import urllib3.connectionpool
 import urllib3.exceptions
 
 from crawler import errors, httpheaders
@@ -171,6 +180,39 @@ class _Attempt:
     at: datetime | None = None
     status_code: int | None = None
     retryable: bool = False
+
+
+class _VerbatimTarget(urllib3.connectionpool.HTTPConnectionPool):
+    """A pool that writes the request target it is given, not urllib3's re-escaping of it.
+
+    ``urlopen`` runs a path through ``_encode_target``, which escapes what RFC 3986 leaves out
+    but browsers send (``/foo%`` → ``/foo%25``, ``[`` → ``%5B``) and uppercases escapes
+    (``%2f`` → ``%2F``). The target as given travels to ``_make_request`` as a keyword (a
+    request's own, so a pool could even be shared between threads) and is written as it is.
+    http.client still refuses controls and spaces in it, and the fetcher only hands over
+    printable ASCII (see "What is requested" in the module docstring).
+    """
+
+    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.startswith("/"):
+            kwargs["_verbatim_target"] = url
+        else:  # an absolute URL (a proxy's request) is left to urllib3
+            kwargs.pop("_verbatim_target", None)
+        return super().urlopen(method, url, *args, **kwargs)
+
+    def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        target = kwargs.pop("_verbatim_target", None)
+        return super()._make_request(conn, method, target or url, *args, **kwargs)
+
+
+def _verbatim_pools(
+    pools: Mapping[str, type[urllib3.connectionpool.HTTPConnectionPool]],
+) -> dict[str, type[urllib3.connectionpool.HTTPConnectionPool]]:
+    """``pools`` (``PoolManager.pool_classes_by_scheme``), each sending targets verbatim."""
+    return {
+        scheme: type(f"Verbatim{cls.__name__}", (_VerbatimTarget, cls), {})
+        for scheme, cls in pools.items()
+    }
 
 
 class _NoCookies(requests.cookies.RequestsCookieJar):
@@ -457,7 +499,9 @@ class Fetcher:
         self._before_request = before_request
         self._on_retry_after = on_retry_after
         # Always the guarded classes: they also tell the deadline watchdog their connection.
-        self._pool_classes = guarded_pool_classes(allow_private or (lambda host: True))
+        self._pool_classes = _verbatim_pools(
+            guarded_pool_classes(allow_private or (lambda host: True))
+        )
         self._watchdog = _Watchdog()
         self._sleep = sleep
         self._should_stop = should_stop
@@ -694,7 +738,10 @@ class Fetcher:
             raise errors.FetchError(f"not an http(s) URL: {mask_userinfo(url)[:200]}")
         request = requests.PreparedRequest()
         request.method = "GET"
-        request.prepare_url(drop_userinfo(url), None)  # never credentials from a URL
+        exact = drop_userinfo(url)  # never credentials from a URL
+        request.prepare_url(exact, None)  # validates (InvalidURL...) and IDNA-encodes
+        if exact.isascii() and exact.isprintable() and " " not in exact:
+            request.url = exact  # sent as it is, not re-escaped (see "What is requested")
         if headers:
             request.headers = self._prepared_headers.copy()
             request.headers.update(headers)

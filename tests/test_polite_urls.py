@@ -149,6 +149,7 @@ AS_A_BROWSER_SENDS = {
     "/q?{a}|b`c^d": "/q?{a}|b`c^d",
     "/e%2fx": "/e%2fx",
     "/t%7Eu": "/t~u",
+    "/caf\u00e9?q=\u00e9": "/caf%C3%A9?q=%C3%A9",  # ada escapes non-ASCII; sent as ada wrote it
 }
 
 
@@ -160,17 +161,29 @@ def test_stored_urls_are_the_whatwg_serialization(site_server, tmp_path: Path) -
     assert stored == {srv.url("/"), *(srv.url(p) for p in AS_A_BROWSER_SENDS.values())}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fetcher re-escapes the stored URL on its way out: requests' prepare_url "
-    "(requote_uri) and urllib3's HTTPConnectionPool.urlopen (_encode_target) turn /foo% into "
-    "/foo%25 and [ { | into %5B %7B %7C; crawler/fetcher.py must send the canonical URL as it is",
-)
 def test_the_server_gets_the_request_a_browser_sends(site_server, tmp_path: Path) -> None:
     srv = site_server(hosts=["127.0.0.2"])
     srv.site.add("/", links_page("root", list(AS_A_BROWSER_SENDS)))
     assert crawl(tmp_path, [srv.url("/")]) == 0
     assert sorted(r.path for r in srv.log if r.path != "/") == sorted(AS_A_BROWSER_SENDS.values())
+
+
+def test_redirect_hops_are_sent_as_a_browser_sends_them(site_server, tmp_path: Path) -> None:
+    srv = site_server(hosts=["127.0.0.2"])
+    hops = ["/r1%", "/r2[a]?{b}", "/r3%2f%2z"]
+    srv.site.add("/", links_page("root", ["/start"]))
+    srv.site.add("/start", Redirect(hops[0]))
+    srv.site.add(hops[0], Redirect(hops[1]))
+    srv.site.add(hops[1], Redirect(f"{srv.base_url()}{hops[2]}"))
+    srv.site.add(hops[2], links_page("end", []))
+    assert crawl(tmp_path, [srv.url("/")]) == 0
+    assert [r.path for r in srv.log if r.path.startswith("/r")] == hops
+    final = query(
+        tmp_path / "crawl.db",
+        "select f.final_url from fetches f join urls u on u.id = f.url_id where u.url = ?",
+        srv.url("/start"),
+    )
+    assert final == [(srv.url(hops[2]),)]
 
 
 def test_userinfo_in_links_and_sitemaps_is_never_sent_stored_or_logged(
