@@ -40,8 +40,8 @@ class CrawlSettings:
     max_depth: int = 0
     """Links further than this from a seed are not fetched; 0 means no limit."""
     user_agent: str = "crawler/0.1"
-    """Sent with every request; begins with a product token, mybot/1.0: robots.txt groups match
-    "mybot". Add a contact URL: ``mybot/1.0 (+https://example.com/bot)``."""
+    """Sent with every request; begins with a product (RFC 9110), mybot/1.0 or mybot: robots.txt
+    groups match its name, "mybot". Add a contact URL: ``mybot/1.0 (+https://example.com/bot)``."""
     max_time_s: float = 0.0
     """Stop gracefully after this many seconds; 0 means no limit."""
     shutdown_grace: float = 10.0
@@ -235,38 +235,58 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
 
 # RFC 9110 §5.6.2 tchar: what a product name or version may hold.
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# The product name robots.txt groups are matched on (crawler.robots): RFC 9309 §2.2.1 allows
-# letters, "_" and "-"; digits are accepted too, as crawler.robots matches them.
-_ROBOTS_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
+# RFC 9110 §10.1.5: the first product of a User-Agent (``token ["/" product-version]``), then
+# the end or whitespace (RWS) before the next product or comment.
+_FIRST_PRODUCT: Final = re.compile(
+    r"([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?:/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?(?=[ \t]|\Z)"
+)
+
+
+def robots_product_token(user_agent: str) -> str | None:
+    """The name robots.txt groups are matched on for ``user_agent``, or None if it has none.
+
+    RFC 9309 §2.2.1 matches groups on the crawler's product token; in a User-Agent (RFC 9110
+    §10.1.5: ``product *( RWS ( product / comment ) )``, ``product = token ["/"
+    product-version]``) that is the name of the first product, lowercased:
+    ``mybot/1.0 (+https://example.com/bot)`` and ``mybot (+https://example.com/bot)`` give
+    ``mybot``. None when the value does not begin with a product (``/1.0``, `` mybot``, ``""``).
+    The one definition: :func:`user_agent_problem` accepts what this reads, and
+    :mod:`crawler.robots` matches on what it returns.
+    """
+    match = _FIRST_PRODUCT.match(user_agent)
+    return match[1].lower() if match is not None else None
 
 
 def user_agent_problem(user_agent: str) -> str | None:
     """What makes ``user_agent`` unusable, or None.
 
-    It is sent as the ``User-Agent`` header (RFC 9110 §10.1.5: ``product *( RWS ( product /
-    comment ) )``, ``product = token ["/" product-version]``), so it must be visible ASCII and
-    spaces, starting with a product. The text before its first ``/`` is the product token that
-    robots.txt groups are matched on (RFC 9309 §2.2.1; see ``crawler.robots``), so that text must
-    be the product's name alone: ``mybot/1.0 (+https://example.com/bot)`` gives ``mybot``; ``/1.0``
-    has no name, and in ``my bot/1.0`` the name would be ``my bot``, which no group can match.
+    It is sent as the ``User-Agent`` header, so it must be visible ASCII and spaces (http.client
+    cannot send anything else), and it must begin with a product (RFC 9110 §10.1.5), whose name
+    is our robots.txt token (:func:`robots_product_token`). What follows the first product is
+    not parsed further: every valid RFC 9110 value is accepted, and a malformed comment after a
+    good product harms no one.
     """
     if any(not (" " <= c <= "~" or c == "\t") for c in user_agent):
         return f"must be visible ASCII and spaces (it is an HTTP header), got {user_agent!r}"
+    if robots_product_token(user_agent) is not None:
+        return None
     hint = "a product token such as 'mybot/1.0 (+https://example.com/bot)'"
-    if not user_agent.strip():
-        return f"must begin with {hint}, got {user_agent!r}"
-    name, slash, rest = user_agent.partition("/")
-    if not name.strip():
-        return f"must begin with {hint}: {user_agent!r} has no product name before its '/'"
-    if not _ROBOTS_NAME.fullmatch(name):
-        return (
-            f"must begin with {hint}: {user_agent!r} has {name!r} before its first '/', and "
-            "robots.txt groups are matched on that name (letters, digits, '_' and '-' only)"
-        )
-    version = _TOKEN.match(rest) if slash else None
-    if slash and (version is None or rest[version.end() :][:1] not in ("", " ", "\t")):
-        return f"must begin with {hint}: {user_agent!r} has no version token after '{name}/'"
-    return None
+    name = _TOKEN.match(user_agent)
+    if name is None:
+        what = "no product name" if user_agent.strip() else "nothing"
+        if user_agent[:1] in (" ", "\t") and user_agent.strip():
+            what = "whitespace before its product name"
+        return f"must begin with {hint}: {user_agent!r} has {what} at the start"
+    rest = user_agent[name.end() :]
+    if rest[:1] == "/":
+        version = _TOKEN.match(rest, 1)
+        if version is None:
+            return f"must begin with {hint}: {user_agent!r} has no version token after '{name[0]}/'"
+        rest = rest[version.end() :]
+    return (
+        f"must begin with {hint}: in {user_agent!r} the product {name[0]!r} is followed by "
+        f"{rest[:1]!r}, not a space"
+    )
 
 
 def regex_problem(pattern: str) -> str | None:

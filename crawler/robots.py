@@ -39,9 +39,11 @@ Decisions, with the RFC 9309 section each follows
   is UTF-8). NUL characters become U+FFFD before parsing, so the text can be stored in
   PostgreSQL (which refuses NUL in ``text``), and a policy rebuilt from the cached text
   (:func:`policy_from_cache`) is the one first built.
-* **Which group applies (§2.2.1).** Our product token is the user agent up to its first ``/``,
-  stripped and lowercased (``crawler/0.1`` → ``crawler``). A group applies when the product
-  token on one of its ``User-agent`` lines equals ours, case-insensitively; groups with the same
+* **Which group applies (§2.2.1).** Our product token is the name of the user agent's first
+  product (RFC 9110 §10.1.5), lowercased: ``crawler/0.1`` and ``crawler (+https://x/bot)`` →
+  ``crawler`` (:func:`crawler.config.robots_product_token`, which the settings check the user
+  agent with). A group applies when the product token on one of its ``User-agent`` lines
+  equals ours, case-insensitively; groups with the same
   token are merged; with none, the ``*`` group; with neither, no rule applies. See "Where
   Protego differs" for how this is enforced.
 * **Rules (§2.2.2, §2.2.3).** Protego: the longest matching path wins; between an ``Allow`` and
@@ -71,7 +73,8 @@ Where Protego (0.7) differs from RFC 9309, and what we did
   leading product token, applies to ``crawler``), and reads ``User-agent: *crawler`` as
   ``crawler`` (Google's does not). **Fixed here** before Protego parses: each ``User-agent``
   line's value is rewritten to ``*`` (a ``*`` alone or followed by a space), to our token (when
-  its leading run of letters, digits, ``_`` and ``-`` equals our token, case-insensitively),
+  its leading run of letters, digits, ``_`` and ``-``, or its leading RFC 9110 token, equals
+  our token, case-insensitively; the second lets a ``my.bot`` crawler be named),
   or else to a name longer than our token, which Protego can never match. Only the text given
   to Protego is rewritten; the cached ``body`` is what the server sent. A ``User-agent`` line in
   a spelling our pattern misses but Protego accepts keeps Protego's matching.
@@ -93,7 +96,7 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from crawler.config import FetchSettings
+from crawler.config import FetchSettings, robots_product_token
 from crawler.errors import ErrorKind
 from crawler.netguard import PrivateAddressError
 
@@ -121,6 +124,7 @@ _NO_ANSWER = frozenset({ErrorKind.DNS, ErrorKind.CONNECT, ErrorKind.TIMEOUT, Err
 _BOM = b"\xef\xbb\xbf"
 _UA_LINE = re.compile(r"(?i)^([ \t]*user[- ]?agent[ \t]*(?::[ \t]*|[ \t]+))(.*)$")
 _LEADING_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+_PRODUCT_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 @dataclass(frozen=True)
@@ -160,10 +164,14 @@ class RobotsPolicy:
 
 
 def product_token(user_agent: str) -> str:
-    """``crawler/0.1`` → ``crawler``: the part before the first ``/``, stripped, lowercased."""
-    token = user_agent.split("/", 1)[0].strip().lower()
-    if not token:
-        raise ValueError(f"user agent {user_agent!r} has no product token before '/'")
+    """``crawler/0.1 (+https://x/bot)`` → ``crawler``: the first product's name, lowercased.
+
+    Defined once, by :func:`crawler.config.robots_product_token` (RFC 9110 §10.1.5), which the
+    settings also check the user agent with; a ValueError for a value without a product.
+    """
+    token = robots_product_token(user_agent)
+    if token is None:
+        raise ValueError(f"user agent {user_agent!r} does not begin with a product token")
     return token
 
 
@@ -289,10 +297,20 @@ def _exact_groups(text: str, token: str) -> str:
         if value[0] == "*" and (len(value) == 1 or value[1].isspace()):
             name = "*"
         else:
-            lead = _LEADING_TOKEN.match(value)
-            name = token if lead is not None and lead[0].lower() == token else other
+            name = token if _names(value, token) else other
         lines[i] = match[1] + name
     return "\n".join(lines)
+
+
+def _names(value: str, token: str) -> bool:
+    """True when a ``User-agent`` value names ``token``: its leading product name (RFC 9110
+    token, ``my.bot`` of ``my.bot/2``) or its leading run of letters, digits, ``_`` and ``-``
+    (Google's reading, ``crawler`` of ``crawler.bot``) is ``token``, case-insensitively."""
+    lead = _LEADING_TOKEN.match(value)
+    if lead is not None and lead[0].lower() == token:
+        return True
+    product = _PRODUCT_NAME.match(value)
+    return product is not None and product[0].lower() == token
 
 
 def _sitemaps(values: Iterable[str]) -> tuple[str, ...]:
