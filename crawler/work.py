@@ -329,12 +329,16 @@ class PageWorker:
     def _read_sitemap(self, task: FetchTask, reader: SitemapReader) -> PageResult:
         """Download a sitemap to a temporary file, then stream its entries to the writer."""
         with tempfile.SpooledTemporaryFile(max_size=SITEMAP_SPOOL_BYTES) as spool:
-            outcome = reader.fetch(task.url, sink=spool)
+            follow = partial(self._follow_sitemap_hop, task.host)
+            outcome = reader.fetch(task.url, sink=spool, follow_redirect=follow)
             errs = list(outcome.errors)
             r = outcome.result
             final_error = r is None or _final_error(errs, r)
             if r is None or final_error:
                 return PageResult(task, URLState.FAILED, fetch=r, errors=tuple(errs))
+            if r.location is not None:  # a hop not requested: the 3xx's body is no sitemap
+                links = self._sitemap_redirect(task, reader, r.location)
+                return PageResult(task, URLState.DONE, fetch=r, errors=tuple(errs), links=links)
             spool.seek(0)
             stream = cast(BinaryIO, spool)
             entries = parse_sitemap(
@@ -351,6 +355,37 @@ class PageWorker:
                 message = f"sitemap: {exc}"
                 errs.append(ErrorRecord(ErrorKind.PARSE, message, len(errs) + 1, True, self._now()))
         return PageResult(task, URLState.DONE, fetch=r, errors=tuple(errs))
+
+    def _follow_sitemap_hop(self, host: str, target: str) -> bool:
+        """Whether a sitemap's redirect hop is requested in the same fetch: only when it stays
+        on the sitemap's host (whose robots.txt is known) and robots.txt allows it. Scope is not
+        asked: a host's own sitemaps are read whatever ``include``/``exclude`` say, as its
+        robots.txt ``Sitemap:`` lines are. Any other hop becomes a sitemap URL of its own
+        (:meth:`_sitemap_redirect`)."""
+        try:
+            url = self._canonical(target)
+            same_host = host_key(url) == host
+        except ValueError:
+            return False
+        return same_host and (self._robots is None or not self._robots.disallows(url, host))
+
+    def _sitemap_redirect(
+        self, task: FetchTask, reader: SitemapReader, location: str
+    ) -> tuple[NewLink, ...]:
+        """A sitemap's hop the fetcher did not request: on the same host (robots.txt disallows
+        it) or, in scope, on another host, it is queued as a sitemap of its own, discovered
+        from this one, so its host's robots.txt, gate and private-network guard decide when it
+        is claimed (``blocked``/``robots`` for a disallowed one). Out of scope, it is an
+        ``excluded`` URL linked from the sitemap, as the redirect of a page would be."""
+        try:
+            url = without_userinfo(self._canonical(location))
+            host = host_key(url)
+        except ValueError:
+            return ()
+        if host == task.host or self._links.scope.allows(url):
+            reader.sink(SitemapChunk(task, (SitemapEntry(url, host, "sitemap"),)))
+            return ()
+        return (NewLink(url, host, False, False),)
 
     def _sitemap_entries(
         self, task: FetchTask, chunk: Sequence[SitemapUrl | SitemapRef]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.crawlkit import crawl, query
 from tests.siteserver import Page, Redirect, loopback_hosts
+from tests.test_polite_sitemaps import XML, entry, urlset
 from tests.test_politeness import by_host, links_page, url_states
 
 pytestmark = pytest.mark.timeout(60)
@@ -173,3 +174,88 @@ def test_same_host_allowed_hop_is_followed_inline(site_server, tmp_path) -> None
     db = tmp_path / "crawl.db"
     assert _fetch_row(db, srv.url("/go")) == (200, srv.url("/new"), 1)
     assert len(srv.requests_for("/new")) == 1
+
+
+# --------------------------------------------------------------------------- sitemap hops
+
+SITEMAPS = {"politeness": {"obey_robots": True}, "scope": {"use_sitemaps": True}}
+
+
+def _sitemap(*locs: str) -> Page:
+    return Page(urlset(*(entry(loc) for loc in locs)), content_type=XML)
+
+
+def _kinds(db: Path) -> dict[str, str]:
+    return dict(query(db, "select url, kind from urls"))
+
+
+def test_sitemap_same_host_hops_are_checked_against_robots(site_server, tmp_path) -> None:
+    """An allowed same-host hop is followed inline; a disallowed one is never requested and
+    becomes a blocked sitemap URL, linked to the sitemap that redirected."""
+    [h2] = loopback_hosts(1)
+    srv = site_server(hosts=[h2])
+    rules = "User-agent: *\nDisallow: /private\n"
+    rules += f"Sitemap: {srv.url('/sm-open')}\nSitemap: {srv.url('/sm-private')}\n"
+    srv.site.add("/robots.txt", Page(rules, content_type="text/plain"))
+    srv.site.add("/", links_page("root", []))
+    srv.site.add("/sm-open", Redirect("/maps/open.xml"))
+    srv.site.add("/maps/open.xml", _sitemap(srv.url("/from-open")))
+    srv.site.add("/sm-private", Redirect("/private/map.xml"))
+    srv.site.add("/private/map.xml", _sitemap(srv.url("/from-private")))
+    for path in ("/from-open", "/from-private"):
+        srv.site.add(path, links_page(path, []))
+    assert crawl(tmp_path, [srv.url("/")], settings=SITEMAPS) == 0
+    assert srv.requests_for("/private/map.xml") == []
+    assert srv.requests_for("/from-private") == []
+    assert len(srv.requests_for("/maps/open.xml")) == 1
+    assert len(srv.requests_for("/from-open")) == 1
+    db = tmp_path / "crawl.db"
+    assert _fetch_row(db, srv.url("/sm-open")) == (200, srv.url("/maps/open.xml"), 1)
+    blocked = srv.url("/private/map.xml")
+    assert _fetch_row(db, srv.url("/sm-private")) == (301, srv.url("/sm-private"), 0)
+    assert url_states(db)[blocked] == "blocked"
+    assert _kinds(db)[blocked] == "sitemap"
+    assert _final_errors(db, blocked) == [("robots", "disallowed by robots.txt")]
+    [(src,)] = query(
+        db,
+        "select s.url from urls u join urls s on s.id = u.discovered_from where u.url = ?",
+        blocked,
+    )
+    assert src == srv.url("/sm-private")
+
+
+def test_sitemap_cross_host_hops_get_their_own_robots_check(site_server, tmp_path) -> None:
+    """A hop to another host is queued as a sitemap of its own: that host's robots.txt is
+    fetched first, a disallowed sitemap is never requested, an allowed one is read; a hop out
+    of scope is an excluded URL, never requested."""
+    h2, h3, h4 = loopback_hosts(3)
+    srv = site_server(hosts=[h2, h3, h4])
+    rules = "".join(f"Sitemap: {srv.url(p, h2)}\n" for p in ("/sm-a", "/sm-b", "/sm-out"))
+    srv.site.add("/robots.txt", Page(rules, content_type="text/plain"), host=h2)
+    deny = "User-agent: *\nDisallow: /private\n"
+    srv.site.add("/robots.txt", Page(deny, content_type="text/plain"), host=h3)
+    srv.site.add("/", links_page("root", []))
+    srv.site.add("/sm-a", Redirect(srv.url("/maps/a.xml", h3)), host=h2)
+    srv.site.add("/sm-b", Redirect(srv.url("/private/b.xml", h3)), host=h2)
+    srv.site.add("/sm-out", Redirect(srv.url("/out.xml", h4)), host=h2)
+    srv.site.add("/maps/a.xml", _sitemap(srv.url("/from-a", h3)), host=h3)
+    srv.site.add("/private/b.xml", _sitemap(srv.url("/from-b", h3)), host=h3)
+    srv.site.add("/out.xml", _sitemap(srv.url("/from-out", h4)), host=h4)
+    for path in ("/from-a", "/from-b"):
+        srv.site.add(path, links_page(path, []), host=h3)
+    assert crawl(tmp_path, [srv.url("/", h) for h in (h2, h3)], settings=SITEMAPS) == 0
+    assert srv.requests_for("/private/b.xml", h3) == []
+    assert srv.requests_for("/from-b", h3) == []
+    assert h4 not in by_host(srv.log)
+    paths = [r.path for r in by_host(srv.log)[h3]]
+    assert paths.index("/robots.txt") < paths.index("/maps/a.xml") < paths.index("/from-a")
+    db = tmp_path / "crawl.db"
+    a, b, out = srv.url("/maps/a.xml", h3), srv.url("/private/b.xml", h3), srv.url("/out.xml", h4)
+    for src in ("/sm-a", "/sm-b", "/sm-out"):
+        assert _fetch_row(db, srv.url(src, h2)) == (301, srv.url(src, h2), 0)
+    states, kinds = url_states(db), _kinds(db)
+    assert (states[a], kinds[a]) == ("done", "sitemap")
+    assert (states[b], kinds[b]) == ("blocked", "sitemap")
+    assert states[srv.url("/from-a", h3)] == "done"
+    assert states[out] == "excluded"
+    assert (srv.url("/sm-out", h2), out) in _link_rows(db)
