@@ -22,7 +22,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from crawler.errors import ConfigError
-from crawler.urls import Scope, canonicalize
+from crawler.urls import Scope, canonicalize, mask_credentials
 
 ENV_PREFIX = "CRAWLER_"
 
@@ -609,8 +609,12 @@ def _merge_env(
 
 
 def as_dict(config: Config) -> dict[str, Any]:
-    """The settings as JSON-ready data, for the ``crawls.settings`` column."""
-    return dataclasses.asdict(config)
+    """The settings as JSON-ready data, for the ``crawls.settings`` column, which every reader
+    of the database sees: a database URL's credentials are masked there (every command that
+    needs the database is given it again, so nothing reads the stored one back)."""
+    data = dataclasses.asdict(config)
+    data["store"]["db"] = mask_credentials(config.store.db)
+    return data
 
 
 _RULE_KEYS = {"selector", "attribute", "many", "url_pattern"}

@@ -15,13 +15,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from tests import test_db
 from tests.crawlkit import (
     FAST,
     ROOT,
@@ -284,3 +287,27 @@ def test_credentials_published_on_a_page_are_not_stored(
     assert result.returncode in (0, 1), result.stderr
     leaks = [(t, c) for t, c, v in text_columns(tmp_path / "crawl.db") if SECRET in v]
     assert leaks == []
+
+
+pg_url = test_db.pg_url  # a fresh schema per test; fails in CI when the server is down
+
+
+@pytest.mark.postgres
+def test_a_database_password_is_not_stored_in_the_crawls_settings(
+    pg_url: str, tmp_path: Path, site_server: SiteServerFactory
+) -> None:
+    """``crawls.settings`` is read by anyone who can query the database: the ``--db`` URL it
+    records must not carry the password (the test server trusts any password)."""
+    srv = site_server(hosts=["127.0.0.1"])
+    srv.site.add("/", Page("root"))
+    db = pg_url.replace("postgres@", f"postgres:{SECRET}@", 1)
+    seed_file = tmp_path / "seed.txt"
+    seed_file.write_text(srv.url("/") + "\n")
+    result = run_cli("crawl", str(seed_file), "--db", db, "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("select settings from crawls")).scalar_one()
+    engine.dispose()
+    assert SECRET not in json.dumps(stored)
+    assert "***@127.0.0.1:5432/test" in json.dumps(stored)
