@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from crawler.seeds import SeedProblem, read_seed_file
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, crawl_in_subprocess, query, run_cli, write_settings
 from tests.siteserver import Page, Site, SiteServer, SiteServerFactory, generate_site
 from tests.test_soak import run_with_peak_rss
@@ -58,6 +59,7 @@ def without_dac_override(*args: str, cwd: Path) -> subprocess.CompletedProcess[s
     prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if ROOT_USER else []
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     env["PYTHONPATH"] = str(ROOT)
+    env = dnsguard.subprocess_env(env)  # keep the DNS guard in the child
     return subprocess.run(
         [*prefix, sys.executable, "-m", "crawler", *args],
         cwd=cwd,
@@ -296,7 +298,7 @@ SETTINGS_THAT_CANNOT_WORK = [
     ('[extract.t]\nselector = "a[["\n', [], {}, ["[extract.t] selector"]),
     ('[extract]\nhook = "no_such_module:f"\n', [], {}, ["[extract] hook"]),
     ('[crawl]\nuser_agent = "/1.0"\n', [], {}, ["settings.toml", "user_agent"]),
-    ('[crawl]\nuser_agent = "my crawler/1.0"\n', [], {}, ["settings.toml", "user_agent"]),
+    ('[crawl]\nuser_agent = "mybot(+https://x/bot)"\n', [], {}, ["settings.toml", "user_agent"]),
     ("", ["--user-agent", "/1.0"], {}, ["--user-agent"]),
     ("", [], {"CRAWLER_CRAWL_USER_AGENT": " /2"}, ["CRAWLER_CRAWL_USER_AGENT"]),
     ("", [], {"CRAWLER_SCOPE_INCLUDE": "a(b"}, ["CRAWLER_SCOPE_INCLUDE"]),
@@ -471,6 +473,7 @@ def test_full_disk_stops_the_crawl_cleanly_and_keeps_what_was_committed(
         cfg = write_settings(second_dir / "settings.toml", FAST, settings)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
         env["PYTHONPATH"] = str(ROOT)
+        env = dnsguard.subprocess_env(env)  # keep the DNS guard in the child
         result = subprocess.run(
             [
                 sys.executable,
