@@ -26,7 +26,7 @@ import pytest
 
 from crawler.cli import main
 from crawler.tools import TOOLS
-from tests import test_db
+from tests import dnsguard, test_db
 from tests.crawlkit import FAST, ROOT, query, write_seeds, write_settings
 from tests.siteserver import Page, SiteServer, generate_site, loopback_hosts
 
@@ -232,6 +232,7 @@ def _every_tool_as(prefix: list[str], db: Path, out: Path) -> dict[str, list[obj
     argvs = [tool_argv(name, db, out) for name in TOOLS]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     env.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    env = dnsguard.subprocess_env(env)  # keep the DNS guard in the child
     done = subprocess.run(
         [*prefix, sys.executable, "-c", DRIVER, json.dumps(argvs)],
         cwd=out,
@@ -321,7 +322,7 @@ def test_every_tool_reads_a_database_on_a_read_only_mount(
 def _cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     env.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", TERM="xterm")
-    return env
+    return dnsguard.subprocess_env(env)  # keep the DNS guard in the child
 
 
 def on_terminal(argv: list[str], cwd: Path) -> tuple[int, bytes, str]:
