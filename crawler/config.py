@@ -10,17 +10,23 @@ settings file that silently does nothing is the worst kind of bug a user can mee
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 from crawler.errors import ConfigError
+from crawler.urls import Scope, canonicalize, mask_credentials
 
 ENV_PREFIX = "CRAWLER_"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +40,8 @@ class CrawlSettings:
     max_depth: int = 0
     """Links further than this from a seed are not fetched; 0 means no limit."""
     user_agent: str = "crawler/0.1"
-    """Sent with every request and matched against robots.txt groups; add a contact URL."""
+    """Sent with every request; begins with a product (RFC 9110), mybot/1.0 or mybot: robots.txt
+    groups match its name, "mybot". Add a contact URL: ``mybot/1.0 (+https://example.com/bot)``."""
     max_time_s: float = 0.0
     """Stop gracefully after this many seconds; 0 means no limit."""
     shutdown_grace: float = 10.0
@@ -53,7 +60,8 @@ class CrawlSettings:
 @dataclass(frozen=True, slots=True)
 class ScopeSettings:
     allowed_domains: tuple[str, ...] = ()
-    """Domains (and their subdomains) whose pages may be fetched, besides the seeds' hosts."""
+    """Domains (and their subdomains) whose pages may be fetched, besides the seeds' hosts: names
+    alone, ``example.com``, no scheme, port or ``*``."""
     follow_external: bool = False
     """Fetch links to any host, not only the seeds' hosts and ``allowed_domains``."""
     include: tuple[str, ...] = ()
@@ -198,7 +206,6 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("crawl", "progress_interval"): (lambda v: v > 0, "> 0"),
     ("crawl", "lease_timeout"): (lambda v: v > 0, "> 0"),
     ("crawl", "parse_processes"): (lambda v: v >= -1, ">= -1"),
-    ("crawl", "user_agent"): (lambda v: bool(v.strip()) and "\n" not in v, "a non-empty line"),
     ("politeness", "delay"): (lambda v: v >= 0, ">= 0"),
     ("politeness", "per_host_concurrency"): (lambda v: v >= 1, ">= 1"),
     ("politeness", "robots_ttl"): (lambda v: v >= 0, ">= 0"),
@@ -222,6 +229,145 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("schedule", "max_interval"): (lambda v: v > 0, "> 0"),
     ("schedule", "gone_after"): (lambda v: v >= 1, ">= 1"),
 }
+
+
+# ------------------------------------------------------------------ values that cannot work
+
+# RFC 9110 §5.6.2 tchar: what a product name or version may hold.
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# RFC 9110 §10.1.5: the first product of a User-Agent (``token ["/" product-version]``), then
+# the end or whitespace (RWS) before the next product or comment.
+_FIRST_PRODUCT: Final = re.compile(
+    r"([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?:/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?(?=[ \t]|\Z)"
+)
+
+
+def robots_product_token(user_agent: str) -> str | None:
+    """The name robots.txt groups are matched on for ``user_agent``, or None if it has none.
+
+    RFC 9309 §2.2.1 matches groups on the crawler's product token; in a User-Agent (RFC 9110
+    §10.1.5: ``product *( RWS ( product / comment ) )``, ``product = token ["/"
+    product-version]``) that is the name of the first product, lowercased:
+    ``mybot/1.0 (+https://example.com/bot)`` and ``mybot (+https://example.com/bot)`` give
+    ``mybot``. None when the value does not begin with a product (``/1.0``, `` mybot``, ``""``).
+    The one definition: :func:`user_agent_problem` accepts what this reads, and
+    :mod:`crawler.fetch.robots` matches on what it returns.
+    """
+    match = _FIRST_PRODUCT.match(user_agent)
+    return match[1].lower() if match is not None else None
+
+
+def user_agent_problem(user_agent: str) -> str | None:
+    """What makes ``user_agent`` unusable, or None.
+
+    It is sent as the ``User-Agent`` header, so it must be visible ASCII and spaces (http.client
+    cannot send anything else), and it must begin with a product (RFC 9110 §10.1.5), whose name
+    is our robots.txt token (:func:`robots_product_token`). What follows the first product is
+    not parsed further: every valid RFC 9110 value is accepted, and a malformed comment after a
+    good product harms no one.
+    """
+    if any(not (" " <= c <= "~" or c == "\t") for c in user_agent):
+        return f"must be visible ASCII and spaces (it is an HTTP header), got {user_agent!r}"
+    if robots_product_token(user_agent) is not None:
+        return None
+    hint = "a product token such as 'mybot/1.0 (+https://example.com/bot)'"
+    name = _TOKEN.match(user_agent)
+    if name is None:
+        what = "no product name" if user_agent.strip() else "nothing"
+        if user_agent[:1] in (" ", "\t") and user_agent.strip():
+            what = "whitespace before its product name"
+        return f"must begin with {hint}: {user_agent!r} has {what} at the start"
+    rest = user_agent[name.end() :]
+    if rest[:1] == "/":
+        version = _TOKEN.match(rest, 1)
+        if version is None:
+            return f"must begin with {hint}: {user_agent!r} has no version token after '{name[0]}/'"
+        rest = rest[version.end() :]
+    return (
+        f"must begin with {hint}: in {user_agent!r} the product {name[0]!r} is followed by "
+        f"{rest[:1]!r}, not a space"
+    )
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a regular expression ``re`` compiles (as ``Scope`` does), or None."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"{pattern!r} is not a regular expression ({exc}); patterns are searched in the URL"
+    return None
+
+
+_NOT_IN_A_DOMAIN: Final = (
+    ("[]\\", "holds '[', ']' or '\\'; write a domain name or an IPv4 address"),
+    ("/?#", "holds a path; write the host name alone, such as 'example.com'"),
+    (":", "holds a port or ':'; a domain matches on every port, write the name alone"),
+    ("@", "holds user info; write the host name alone"),
+    ("*", "holds '*'; subdomains are always included, so write 'example.com' for '*.example.com'"),
+    ("%", "holds '%'; write the name as text, not percent-encoded"),
+)
+
+
+def domain_problem(entry: str) -> str | None:
+    """What makes ``entry`` unusable as an ``allowed_domains`` item, or None.
+
+    An item is a host name as written in a URL, matched with its subdomains on any scheme and
+    port: not empty; no scheme, path, port, user info, ``*`` wildcard or percent escape; no
+    whitespace or control character; labels of 1 to 63 characters and at most 253 in all once
+    in ASCII (IDNA, as browsers apply it: ``münchen.de`` is ``xn--mnchen-3ya.de``); an ``xn--``
+    label must be valid Punycode of a name that encodes back to it. Outer dots are ignored
+    (``.example.com`` is ``example.com``).
+    """
+    name = entry.strip().strip(".")
+    shown = repr(entry)
+    if not name:
+        return f"{shown} is empty"
+    if "://" in name:
+        host = urlsplit(name).hostname
+        return f"{shown} is a URL, not a domain name" + (f"; write {host!r}" if host else "")
+    if any(c.isspace() or not c.isprintable() for c in name):
+        return f"{shown} holds a space or an invisible (control or format) character"
+    for chars, why in _NOT_IN_A_DOMAIN:
+        if any(c in name for c in chars):
+            return f"{shown} {why}"
+    try:
+        Scope(allowed_domains=(name,))
+        host = urlsplit(canonicalize(f"http://{name}/")).hostname or ""
+    except ValueError:
+        return f"{shown} is not a valid domain name"
+    labels = host.split(".")
+    if "" in labels:
+        return f"{shown} has an empty label (two dots in a row)"
+    if len(host) > 253 or any(len(label) > 63 for label in labels):
+        return f"{shown} is too long for DNS (labels up to 63 characters, 253 in all)"
+    if not all(_punycode_ok(label) for label in labels if label.startswith("xn--")):
+        return f"{shown} is not valid IDNA (an 'xn--' label that is not Punycode of a name)"
+    return None
+
+
+def _punycode_ok(label: str) -> bool:
+    """Whether an ``xn--`` label decodes to a name that the URL parser encodes back to it."""
+    try:
+        name = label[4:].encode("ascii").decode("punycode")
+        return bool(name) and urlsplit(canonicalize(f"http://{name}/")).hostname == label
+    except (UnicodeError, ValueError):
+        return False
+
+
+# Values that cannot work although their type and range are right: each returns what is wrong,
+# or None. Checked where the value is read, like _CHECKS, so nothing is created before.
+_PROBLEMS: dict[tuple[str, str], typing.Callable[[Any], str | None]] = {
+    ("crawl", "user_agent"): user_agent_problem,
+    ("scope", "include"): lambda v: _first_problem(v, regex_problem),
+    ("scope", "exclude"): lambda v: _first_problem(v, regex_problem),
+    ("scope", "allowed_domains"): lambda v: _first_problem(v, domain_problem),
+}
+
+
+def _first_problem(
+    values: tuple[str, ...], problem: typing.Callable[[str], str | None]
+) -> str | None:
+    return next((p for p in map(problem, values) if p is not None), None)
 
 
 def _field_types(section_cls: type[Any]) -> dict[str, Any]:
@@ -295,22 +441,30 @@ def load_config(
     overrides: Overrides | None = None,
     base: Mapping[str, Any] | None = None,
     base_source: str = "stored settings",
+    flag_names: Mapping[tuple[str, str], str] | None = None,
+    on_ignored: typing.Callable[[str], None] | None = None,
 ) -> Config:
     """Resolve settings once: defaults < ``base`` < ``path`` (TOML) < ``CRAWLER_<SECTION>_<KEY>``
     < flags. ``base`` is the settings a resumed crawl ran with (``crawls.settings``): keys this
-    version no longer knows are skipped, so an old database can always be resumed."""
+    version no longer knows are skipped, so an old database can always be resumed.
+    ``flag_names`` maps ``(section, key)`` to the flag an override came from, for messages.
+    A ``CRAWLER_*`` variable that is not a setting (no section of that name) is passed to
+    ``on_ignored``, which logs a warning by default."""
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
-    if base:
-        _merge_base(values, base, base_source)
+    stored = _merge_base(values, base, base_source) if base else {}
     file_extract = None
     if path is not None:
         file_extract = _merge_file(values, path)
-    _merge_env(values, os.environ if env is None else env)
+    _merge_env(values, os.environ if env is None else env, on_ignored or warn_ignored)
     for section, items in (overrides or {}).items():
         for key, value in items.items():
             if value is not None:
-                where = f"command line: [{section}] {key}"
+                flag = (flag_names or {}).get((section, key))
+                where = f"command line: {flag + ' ' if flag else ''}[{section}] {key}"
                 values[section][key] = _check_range(section, key, value, where)
+    for (section, key), (value, where) in stored.items():
+        if values[section][key] is value:  # not replaced by the file, a variable or a flag
+            _check_problem(section, key, value, where)
     sections = {name: cls(**values[name]) for name, cls in _SECTION_TYPES.items()}
     extract = ExtractSettings()
     if base and isinstance(base.get("extract"), Mapping):
@@ -320,7 +474,14 @@ def load_config(
     return Config(**sections, extract=extract)
 
 
-def _merge_base(values: dict[str, dict[str, Any]], base: Mapping[str, Any], source: str) -> None:
+def _merge_base(
+    values: dict[str, dict[str, Any]], base: Mapping[str, Any], source: str
+) -> dict[tuple[str, str], tuple[Any, str]]:
+    """Merge a stored crawl's settings; return those that :data:`_PROBLEMS` checks, with where
+    they came from. They are checked once the other layers are merged: a value an older
+    version accepted (a user agent without a product token) can then be replaced by a flag
+    instead of making the database impossible to resume."""
+    deferred: dict[tuple[str, str], tuple[Any, str]] = {}
     for section, table in base.items():
         cls = _SECTION_TYPES.get(section)
         if cls is None or not isinstance(table, Mapping):
@@ -330,15 +491,27 @@ def _merge_base(values: dict[str, dict[str, Any]], base: Mapping[str, Any], sour
             if key in types_:
                 where = f"{source}: [{section}] {key}"
                 value = _coerce(value, types_[key], where)
-                values[section][key] = _check_range(section, key, value, where)
+                values[section][key] = _check_range(section, key, value, where, problems=False)
+                if (section, key) in _PROBLEMS:
+                    deferred[(section, key)] = (values[section][key], where)
+    return deferred
 
 
-def _check_range(section: str, key: str, value: Any, where: str) -> Any:
+def _check_range(section: str, key: str, value: Any, where: str, *, problems: bool = True) -> Any:
     """Checked where the value is read, so the error names its file, variable or flag."""
     check = _CHECKS.get((section, key))
     if check is not None and not check[0](value):
         raise ConfigError(f"{where} must be {check[1]}, got {value!r}")
+    if problems:
+        _check_problem(section, key, value, where)
     return value
+
+
+def _check_problem(section: str, key: str, value: Any, where: str) -> None:
+    problem = _PROBLEMS.get((section, key))
+    found = problem(value) if problem is not None else None
+    if found is not None:
+        raise ConfigError(f"{where}: {found}")
 
 
 def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> Any:
@@ -375,18 +548,57 @@ def _merge_file(values: dict[str, dict[str, Any]], path: Path) -> Any:
     return extract
 
 
-def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+_FILE_ONLY_SECTIONS: Final = ("extract",)
+"""Sections of tables (``[extract.<name>]``; ``[hosts."HOST"]`` when it comes) that no
+variable can set: a ``CRAWLER_EXTRACT_...`` variable is a mistake to report, not to ignore."""
+
+
+def _env_setting(var: str) -> tuple[str, str] | None:
+    """``(section, key)`` that ``CRAWLER_<SECTION>_<KEY>`` names, or None when the text after
+    the prefix starts with no section name (``CRAWLER_CMD``, ``CRAWLER_HOME``: other tools' own
+    variables). Section names are tried longest first, so one holding ``_`` (``fetch_tls``)
+    wins over a shorter one it starts with (``fetch``); a key may hold ``_`` too."""
+    rest = var[len(ENV_PREFIX) :].lower()
+    for section in sorted((*_SECTION_TYPES, *_FILE_ONLY_SECTIONS), key=len, reverse=True):
+        if rest == section or rest.startswith(section + "_"):
+            return section, rest[len(section) + 1 :]
+    return None
+
+
+def warn_ignored(var: str) -> None:
+    """Say, in one log line, that ``var`` is not a setting and is ignored."""
+    log.warning(
+        "ignoring environment variable %s: not a setting (settings are CRAWLER_<SECTION>_<KEY>, "
+        "sections: %s)",
+        var,
+        ", ".join(_SECTION_TYPES),
+    )
+
+
+def _merge_env(
+    values: dict[str, dict[str, Any]],
+    env: Mapping[str, str],
+    on_ignored: typing.Callable[[str], None] = warn_ignored,
+) -> None:
     for var, text in env.items():
         if not var.startswith(ENV_PREFIX):
             continue
-        rest = var[len(ENV_PREFIX) :].lower()
-        section, _, key = rest.partition("_")
-        cls = _SECTION_TYPES.get(section)
-        if cls is None or not key:
+        setting = _env_setting(var)
+        if setting is None:
+            on_ignored(var)
+            continue
+        section, key = setting
+        if section in _FILE_ONLY_SECTIONS:
             raise ConfigError(
-                f"environment variable {var}: unknown setting (expected CRAWLER_<SECTION>_<KEY>, "
-                f"sections: {', '.join(_SECTION_TYPES)})"
+                f"environment variable {var}: [{section}] cannot be set from the environment; "
+                "write it in the settings file"
             )
+        if not key:
+            raise ConfigError(
+                f"environment variable {var}: names [{section}] but no key "
+                "(expected CRAWLER_<SECTION>_<KEY>)"
+            )
+        cls = _SECTION_TYPES[section]
         types_ = _field_types(cls)
         if key not in types_:
             raise ConfigError(f"environment variable {var}: unknown key '{key}' in [{section}]")
@@ -397,8 +609,12 @@ def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
 
 
 def as_dict(config: Config) -> dict[str, Any]:
-    """The settings as JSON-ready data, for the ``crawls.settings`` column."""
-    return dataclasses.asdict(config)
+    """The settings as JSON-ready data, for the ``crawls.settings`` column, which every reader
+    of the database sees: a database URL's credentials are masked there (every command that
+    needs the database is given it again, so nothing reads the stored one back)."""
+    data = dataclasses.asdict(config)
+    data["store"]["db"] = mask_credentials(config.store.db)
+    return data
 
 
 _RULE_KEYS = {"selector", "attribute", "many", "url_pattern"}
@@ -442,5 +658,9 @@ def _extract_settings(table: Any, source: str, *, stored: bool = False) -> Extra
         pattern = rule.get("url_pattern")
         if pattern is not None and not isinstance(pattern, str):
             raise ConfigError(f"{where}: url_pattern must be a regular expression string")
+        try:  # compiled again by crawler.parse.extract; checked here so nothing is created first
+            re.compile(pattern or "")
+        except re.error as exc:
+            raise ConfigError(f"{where} url_pattern {pattern!r}: {exc}") from None
         found.append(ExtractRule(name, selector, attribute, many, pattern))
     return ExtractSettings(tuple(found), hook)

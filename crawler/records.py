@@ -121,6 +121,9 @@ class FetchResult:
     """The status line's reason phrase, as the server sent it."""
     headers: tuple[tuple[str, str], ...] = ()
     """The final response's headers as received (for WARC records)."""
+    location: str | None = None
+    """A redirect not followed in this fetch (the caller's ``follow_redirect`` declined it):
+    the absolute target of this 3xx's ``Location``, without fragment or userinfo."""
 
 
 class Link(NamedTuple):

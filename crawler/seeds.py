@@ -8,10 +8,12 @@ the CLI can report every bad line at once instead of stopping at the first.
 
 Memory stays bounded whatever the file: lines are read one at a time, a line longer than
 :data:`MAX_LINE_BYTES` is read in pieces of that size and skipped, and bytes are decoded line by
-line, so one line of binary junk is one problem, not a crash. This module does not deduplicate
-(the database does) and does not decide that a file with no valid seed is an error (the caller
-counts the Seeds); the only exception it raises is ``SeedFileError``, for a file it cannot open
-or read.
+line, so one line of binary junk is one problem, not a crash. A file whose first 8 KiB hold a
+NUL byte is not text at all (random bytes, an image, UTF-16): :func:`read_seed_file` refuses it
+whole, with one ``SeedFileError``, instead of a problem for each of its lines. This module does
+not deduplicate (the database does) and does not decide that a file with no valid seed is an
+error (the caller counts the Seeds); the only exception it raises is ``SeedFileError``, for a
+file it cannot open, read or take for text.
 
 A URL carrying credentials (``http://user:secret@host/``) is a problem, not a seed: the crawler
 stores every URL it fetches in ``urls.url`` and logs it, so a password in a seed would end up in
@@ -21,6 +23,7 @@ clear in the database, the logs and every export. The problem's text shows the l
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -28,10 +31,11 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from crawler.errors import SeedFileError
-from crawler.urls import canonicalize, mask_credentials
+from crawler.urls import canonicalize, has_userinfo, mask_credentials
 
 __all__ = [
     "MAX_LINE_BYTES",
+    "TEXT_CHECK_BYTES",
     "Seed",
     "SeedProblem",
     "parse_seed_lines",
@@ -40,6 +44,8 @@ __all__ = [
 
 #: The longest line read whole: 64 KiB. Browsers and servers give up on URLs far shorter.
 MAX_LINE_BYTES: Final = 65536
+#: The first block of a seed file, looked at for a NUL byte before anything is read as lines.
+TEXT_CHECK_BYTES: Final = 8192
 _SHOWN_CHARS: Final = 120  # of an offending line, in a problem's text
 _BOM: Final = "\ufeff"
 _BOM_BYTES: Final = _BOM.encode("utf-8")
@@ -96,7 +102,7 @@ def _parse_line(line_no: int, line: str, source: str) -> Seed | SeedProblem | No
         url = canonicalize(text)
     except ValueError:
         return SeedProblem(line_no, _shown(text), "not an absolute http(s) URL", source)
-    if "@" in url.split("/", 3)[2]:  # scheme://AUTHORITY/...: userinfo survived canonicalization
+    if has_userinfo(text):  # the canonical form drops credentials: refuse them instead
         return SeedProblem(line_no, _shown(text), _CREDENTIALS_REFUSED, source)
     return Seed(line_no, url)
 
@@ -126,15 +132,34 @@ def read_seed_file(path: str | Path) -> Generator[Seed | SeedProblem, None, None
 
     The file is opened now, so a missing, unreadable or directory path raises ``SeedFileError``
     at the call (``cannot read seed file 'x.txt': No such file or directory``), not at the first
-    ``next()``. The returned generator closes the file when exhausted; ``close()`` it (or drop
-    it) if you stop early. A read error part-way through is a ``SeedFileError`` too.
+    ``next()``; so does a file that is not text (:func:`_not_text`). The returned generator
+    closes the file when exhausted; ``close()`` it (or drop it) if you stop early. A read error
+    part-way through is a ``SeedFileError`` too.
     """
     name = str(path)
     try:
-        handle = Path(path).open("rb")  # noqa: SIM115  (the generator below owns and closes it)
+        # The generator below owns and closes it; the buffer holds the block _not_text looks at.
+        handle = io.BufferedReader(io.FileIO(path, "rb"), TEXT_CHECK_BYTES)
+        why = _not_text(handle.peek(TEXT_CHECK_BYTES)[:TEXT_CHECK_BYTES])
     except OSError as exc:
         raise _cannot_read(name, exc) from None
+    if why is not None:
+        handle.close()
+        raise SeedFileError(f"seed file {name!r} is not text ({why}): give one URL per line")
     return _read_lines(handle, name)
+
+
+def _not_text(head: bytes) -> str | None:
+    """Why the first block of a file shows it is not text, or None: a NUL byte, the rule git and
+    GNU grep apply. Random bytes, images, archives, executables and UTF-16 all hold one early;
+    a text file in another 8-bit encoding does not, and is read line by line (its lines that are
+    not UTF-8 are problems, which the CLI shows a few of)."""
+    nul = head.find(b"\0")
+    if nul < 0:
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16; save it as UTF-8"
+    return f"a NUL byte at byte {nul}"
 
 
 def _cannot_read(name: str, exc: OSError) -> SeedFileError:

@@ -10,37 +10,48 @@ the standard library and its two parsers.
 
 What the canonical form normalizes, and why
 -------------------------------------------
+The URL requested is the URL stored, and it is the one a browser would request: the WHATWG
+serialization (ada's ``href``) of the link, with only the changes listed here. Anything else
+(re-escaping ``[ ] { } | ^ `` ` or a lone ``%``, uppercasing escapes, ...) would send the server
+a different request than a browser sends, and some servers answer it differently.
+
 Done by the WHATWG parser (ada), exactly as a browser would before sending the request:
 
 - scheme and host lowercased; the host IDNA-encoded (``faß.example`` → ``xn--fa-hia.example``),
   IPv4 forms normalized (``0xC0.0250.01`` → ``192.168.0.1``), IPv6 compressed;
 - the default port removed (``:80`` for http, ``:443`` for https);
 - ``.`` and ``..`` segments (also ``%2e`` forms) resolved, backslashes read as ``/``;
-- characters outside the URL Standard's encode sets percent-encoded as UTF-8 (spaces, controls,
-  non-ASCII); an empty path becomes ``/``; tabs and newlines removed, outer spaces trimmed.
+- characters in the URL Standard's encode sets percent-encoded as UTF-8 (spaces, controls,
+  non-ASCII, ``"`` ``<`` ``>``, ``'`` in a query, ...); an empty path becomes ``/``; tabs and
+  newlines removed, outer spaces trimmed. What the standard leaves raw stays raw: ``/foo%``,
+  ``%2z``, ``[x]`` in a path, ``{`` ``}`` ``|`` `` ` `` in a query.
 
-Done here, after the parser, so that equivalent spellings (RFC 3986 §6.2.2) compare equal:
+The policy on top of that serialization, the only changes made here (RFC 3986 §6.2.2 says
+each one names the same resource, or the request never carries the part):
 
-- percent-escapes of unreserved characters (``A-Z a-z 0-9 - . _ ~``) decoded: ``%7Euser`` →
-  ``~user``; every other escape kept, with its hex uppercased: ``%2f`` → ``%2F``. Escapes of
-  reserved characters are never decoded: ``/a%2Fb`` and ``/a/b`` are different resources;
-- ASCII characters that RFC 3986 does not allow in a path or query but the WHATWG encode sets
-  leave raw (``| [ ] ^ ` { } \\``, depending on the component) percent-encoded, as ``requests``
-  would send most of them anyway; a ``%`` that starts no valid escape becomes ``%25``
-  (without that, ``%%34%31`` would decode to ``%41`` and a second pass would change it again);
-- the fragment dropped (it never reaches the server), and an empty query's ``?`` dropped;
-- the query's parameter order KEPT, since servers may care; ``sort_query=True`` sorts parameters
-  by name (stable: repeated names keep their relative order); ``strip_tracking=True`` drops
-  analytics parameters (:data:`TRACKING_PARAMS`, any ``utm_*``). ``+`` and ``%20`` are left
-  apart: the form encoding that makes them equal is the server's business.
+1. the fragment dropped (it never reaches the server), and an empty query's ``?`` dropped;
+2. userinfo (``user:pass@``) dropped: credentials a page publishes in a link or a sitemap must
+   not be sent, stored or logged (seeds with credentials are refused instead, see
+   :func:`has_userinfo`; log other text through :func:`mask_credentials`);
+3. percent-escapes of unreserved characters (``A-Z a-z 0-9 - . _ ~``) decoded: ``%7Euser`` →
+   ``~user``; every other escape kept exactly as written (``%2f`` stays ``%2f``: ``/a%2Fb`` and
+   ``/a/b`` are different resources). One exception keeps a lone ``%`` lone: a hex digit's
+   escape right after ``%`` or ``%`` and one hex digit stays (``%%34%31`` → ``%%341``, not
+   ``%41``, which a server would read as ``A``);
+4. only when configured: ``sort_query=True`` sorts parameters by name (stable: repeated names
+   keep their relative order); ``strip_tracking=True`` drops analytics parameters
+   (:data:`TRACKING_PARAMS`, any ``utm_*``). By default the order is kept, since servers may
+   care. ``+`` and ``%20`` are left apart: the form encoding that makes them equal is the
+   server's business.
 
-Userinfo (``user:pass@``) is kept: dropping it would fetch a different resource. Log URLs only
-through :func:`mask_credentials`. A trailing dot in a host (``example.com.``) is kept, as
+``tests/test_urls.py`` checks this against the web-platform-tests URL data: every http(s) case
+resolved through a page with ``<base href>`` gives the standard's ``href`` with this policy
+applied, but for the listed exceptions. A trailing dot in a host (``example.com.``) is kept, as
 browsers keep it. A host that fails IDNA is rejected, but an ASCII ``xn--`` label is taken as
 it is, without decoding (ada's behaviour, and Chrome's and Firefox's: whatwg/url#438), so
-``http://xn--pokxncvks/`` is accepted although the standard now fails it. The canonical form
-is a fixed point: ``canonicalize(canonicalize(u)) ==
-canonicalize(u)``, tested with hypothesis.
+``http://xn--pokxncvks/`` is accepted although the standard of 2023 fails it. The canonical
+form is a fixed point: ``canonicalize(canonicalize(u)) == canonicalize(u)``, tested with
+hypothesis.
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ __all__ = [
     "TRACKING_PARAMS",
     "Scope",
     "canonicalize",
+    "has_userinfo",
     "host_key",
     "mask_credentials",
     "resolve",
@@ -75,34 +87,18 @@ _MAX_SHOWN: Final = 100  # characters of a bad URL quoted in an error message
 
 _UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
-# A percent-escape, or one character the component may not hold raw (a lone ``%`` included).
-# Characters the WHATWG parser has already encoded never show up here. Path and query share one
-# pattern: they differ only in ``?``, which a serialized path never holds raw.
-_PATH_QUERY_FIX: Final = re.compile(r"%[0-9A-Fa-f]{2}|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?]")
-_USERINFO_FIX: Final = re.compile(r"%[0-9A-Fa-f]{2}|[^A-Za-z0-9\-._~!$&'()*+,;=]")
+# A percent-escape of an unreserved character, the only escapes the canonical form decodes. Those
+# of hex digits are left alone right after a ``%`` or a ``%`` and one hex digit (``%%34%31``,
+# ``%4%31``): a ``%`` that starts no escape must not become the start of one (``%41``), or the
+# request would change meaning, and a second pass would decode again.
+_UNRESERVED_ESCAPE: Final = re.compile(
+    r"%(?:[46][7-9A-Fa-f]|[57][0-9Aa]|2[DdEe]|5[Ff]|7[Ee])"  # G-Z g-z - . _ ~
+    r"|(?<!%)(?<![%][0-9A-Fa-f])%(?:3[0-9]|[46][1-6])"  # 0-9 A-F a-f
+)
 
 
-def _escape_table() -> dict[str, str]:
-    """Every ``%xx`` spelling → its canonical form, so the hot path is one dict lookup."""
-    table = {"%": "%25"}
-    for byte in range(256):
-        canonical = chr(byte) if chr(byte) in _UNRESERVED else f"%{byte:02X}"
-        hex_digits = f"{byte:02X}"
-        for spelled_hi in {hex_digits[0], hex_digits[0].lower()}:
-            for spelled_lo in {hex_digits[1], hex_digits[1].lower()}:
-                table[f"%{spelled_hi}{spelled_lo}"] = canonical
-    return table
-
-
-_ESCAPES: Final = _escape_table()
-
-
-def _fix_escape(match: re.Match[str]) -> str:
-    text = match[0]
-    fixed = _ESCAPES.get(text)
-    if fixed is not None:
-        return fixed
-    return "".join(f"%{byte:02X}" for byte in text.encode("utf-8", "surrogatepass"))
+def _decode_escape(match: re.Match[str]) -> str:
+    return chr(int(match[0][1:], 16))
 
 
 def _usv(text: str) -> str:
@@ -140,10 +136,12 @@ def _filter_query(query: str, sort_query: bool, strip_tracking: bool) -> str:
 def _canonical_from_href(href: str, sort_query: bool, strip_tracking: bool) -> str | None:
     """Finish the canonical form from a WHATWG-serialized URL, or None if it is not http(s).
 
-    A serialized URL can be cut with plain string operations: the parser has percent-encoded
-    every ``?`` and ``#`` inside userinfo and path, and every ``#`` inside the query, and the
-    path of an http(s) URL always starts with the ``/`` that ends the authority. Path and query
-    are fixed by one regex pass: they differ only in ``?``, which a path cannot hold raw.
+    Only what the module docstring's policy lists is changed; every other character stays as
+    the parser serialized it. A serialized URL can be cut with plain string operations: the
+    parser has percent-encoded every ``?`` and ``#`` inside userinfo and path, and every ``#``
+    inside the query, and the path of an http(s) URL always starts with the ``/`` that ends the
+    authority. Escapes are decoded before the query is filtered, so parameter names are compared
+    decoded and a second pass changes nothing.
     """
     if href.startswith("https://"):
         authority_start = 8
@@ -156,13 +154,11 @@ def _canonical_from_href(href: str, sort_query: bool, strip_tracking: bool) -> s
         href = href[:hash_at]
     path_start = href.index("/", authority_start)
     authority = href[authority_start:path_start]
-    if "@" in authority:
-        userinfo, _, hostport = authority.rpartition("@")
-        user, colon, password = userinfo.partition(":")
-        user = _USERINFO_FIX.sub(_fix_escape, user)
-        password = _USERINFO_FIX.sub(_fix_escape, password)
-        authority = f"{user}{colon}{password}@{hostport}"
-    rest = _PATH_QUERY_FIX.sub(_fix_escape, href[path_start:])
+    if "@" in authority:  # credentials: never stored, never requested
+        authority = authority.rpartition("@")[2]
+    rest = href[path_start:]
+    if "%" in rest:
+        rest = _UNRESERVED_ESCAPE.sub(_decode_escape, rest)
     if "?" in rest:
         path, _, query = rest.partition("?")
         if sort_query or strip_tracking:
@@ -276,6 +272,38 @@ _CREDENTIALS_AFTER_SLASHES: Final = re.compile(r"([/\\]{2})([^/?#\\]*)@")
 
 def _mask_userinfo(match: re.Match[str]) -> str:
     return match[1] + ("***:***@" if ":" in match[2] else "***@")
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether ``url``, as the WHATWG parser reads it, holds a user name or a password.
+
+    The canonical form drops credentials, so a caller that must refuse them rather than drop
+    them (a seed file: the user meant to log in, and would be crawled anonymously without a
+    word) asks this about the text before canonicalizing it. False for what does not parse.
+    """
+    if "@" not in url:
+        return False
+    try:
+        parsed = ada_url.URL(_usv(url))
+    except ValueError:
+        return False
+    return bool(parsed.username or parsed.password)
+
+
+_AUTHORITY_USERINFO: Final = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://)[^/?#\\]*@")
+"""The ``user:password@`` of a URL's authority (up to its last ``@``), to drop before a request."""
+
+
+def drop_userinfo(url: str) -> str:
+    """``url`` without the ``user:password@`` of its authority, the rest as written.
+
+    Applied to every URL right before it is requested and to every redirect target, whatever
+    the caller passed: requests would turn URL userinfo into an ``Authorization: Basic``
+    header, and a server's ``Location`` must never make us send (or store) credentials.
+    Unlike :func:`without_userinfo` it does not re-serialize the URL (the fetcher requests
+    URLs verbatim).
+    """
+    return _AUTHORITY_USERINFO.sub(r"\1", url) if "@" in url else url
 
 
 def without_userinfo(url: str) -> str:

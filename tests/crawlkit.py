@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.commands.cli import main
+from tests import dnsguard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +91,7 @@ def run_cli(
     """Run ``python -m crawler`` as a real subprocess (exit codes, stderr, signals)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     full_env.update(env or {})
+    full_env = dnsguard.subprocess_env(full_env)  # a PYTHONPATH of the caller keeps the guard
     return subprocess.run(
         [sys.executable, "-m", "crawler", *args],
         cwd=cwd,

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from crawler.seeds import SeedProblem, read_seed_file
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, crawl_in_subprocess, query, run_cli, write_settings
 from tests.mockserver import Page, Site, SiteServer, SiteServerFactory, generate_site
 from tests.test_soak import run_with_peak_rss
@@ -57,6 +59,7 @@ def without_dac_override(*args: str, cwd: Path) -> subprocess.CompletedProcess[s
     prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if ROOT_USER else []
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     env["PYTHONPATH"] = str(ROOT)
+    env = dnsguard.subprocess_env(env)  # keep the DNS guard in the child
     return subprocess.run(
         [*prefix, sys.executable, "-m", "crawler", *args],
         cwd=cwd,
@@ -78,18 +81,49 @@ def one_page(site_server: SiteServerFactory) -> SiteServer:
 # --------------------------------------------------------------------------- seed files
 
 
-def test_binary_seed_file_exits_2_without_a_database(tmp_path: Path) -> None:
-    rng = random.Random(3)
-    (tmp_path / "seed.txt").write_bytes(bytes(rng.randrange(256) for _ in range(20_000)))
+def test_binary_seed_file_is_refused_in_one_line_without_a_database(tmp_path: Path) -> None:
+    """64 KiB of random bytes: one line saying the file is not text (it used to be one problem
+    line per junk line, 280 of them), exit 2, and nothing created."""
+    rng = random.Random(13)
+    (tmp_path / "seed.txt").write_bytes(rng.randbytes(64 * 1024))
+    result = run_cli("crawl", "seed.txt", "--db", "crawl.db", cwd=tmp_path)
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("crawler: seed file 'seed.txt' is not text (a NUL byte at byte "), line
+    assert list(tmp_path.glob("crawl.db*")) == []
+
+
+def test_junk_without_nul_bytes_is_a_few_lines_then_a_count(tmp_path: Path) -> None:
+    """Random bytes with no NUL pass the text check; the bad lines are then shown five at most,
+    and a count says how many more there were."""
+    rng = random.Random(14)
+    junk = bytes(b for b in rng.randbytes(64 * 1024) if b)
+    (tmp_path / "seed.txt").write_bytes(junk)
+    bad = sum(isinstance(item, SeedProblem) for item in read_seed_file(tmp_path / "seed.txt"))
+    assert bad > 50
     result = run_cli("crawl", "seed.txt", "--db", "crawl.db", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    *problems, last = result.stderr.strip().splitlines()
-    assert last == "crawler: no valid seed URL in 'seed.txt'"
-    assert problems, "each bad line is reported"
-    assert all(p.startswith("seed.txt:") for p in problems)
-    assert all(len(p) < 400 for p in problems)  # a line of junk is shown shortened
-    assert not (tmp_path / "crawl.db").exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 7, result.stderr
+    assert all(line.startswith("seed.txt:") for line in lines[:5])
+    assert lines[5] == f"seed.txt: ... and {bad - 5} more bad lines", lines[5]
+    assert lines[6] == "crawler: no valid seed URL in 'seed.txt'"
+    assert list(tmp_path.glob("crawl.db*")) == []
+
+
+def test_many_bad_lines_are_counted_and_the_good_ones_crawled(
+    one_page: SiteServer, tmp_path: Path
+) -> None:
+    seeds = [f"not a url {i}" for i in range(1000)] + [one_page.url("/")]
+    result = crawl_in_subprocess(tmp_path, seeds)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines[:5]] == [
+        f"{tmp_path / 'seed.txt'}:{n}" for n in range(1, 6)
+    ]
+    assert lines[5:] == [f"{tmp_path / 'seed.txt'}: ... and 995 more bad lines"]
+    assert query(tmp_path / "crawl.db", "select url from urls") == [(one_page.url("/"),)]
 
 
 def test_duplicate_seeds_are_one_url_fetched_once(one_page: SiteServer, tmp_path: Path) -> None:
@@ -250,6 +284,73 @@ def test_negative_numbers_in_the_settings_file_exit_2(tmp_path: Path, toml: str,
     assert not (tmp_path / "crawl.db").exists()
 
 
+SETTINGS_THAT_CANNOT_WORK = [
+    # (settings file text, extra argv, env, what the line must name)
+    ('[scope]\ninclude = ["(unclosed"]\n', [], {}, ["settings.toml", "include"]),
+    ('[scope]\nexclude = ["*.pdf"]\n', [], {}, ["settings.toml", "exclude"]),
+    ('[scope]\nallowed_domains = ["https://example.com/"]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = ["example.com:8080"]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = ["exa mple.com"]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = [""]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = ["*.example.com"]\n', [], {}, ["allowed_domains"]),
+    ('[scope]\nallowed_domains = ["xn--a.com"]\n', [], {}, ["allowed_domains"]),
+    ('[extract.t]\nselector = "title"\nurl_pattern = "[a-"\n', [], {}, ["url_pattern"]),
+    ('[extract.t]\nselector = "a[["\n', [], {}, ["[extract.t] selector"]),
+    ('[extract]\nhook = "no_such_module:f"\n', [], {}, ["[extract] hook"]),
+    ('[crawl]\nuser_agent = "/1.0"\n', [], {}, ["settings.toml", "user_agent"]),
+    ('[crawl]\nuser_agent = "mybot(+https://x/bot)"\n', [], {}, ["settings.toml", "user_agent"]),
+    ("", ["--user-agent", "/1.0"], {}, ["--user-agent"]),
+    ("", [], {"CRAWLER_CRAWL_USER_AGENT": " /2"}, ["CRAWLER_CRAWL_USER_AGENT"]),
+    ("", [], {"CRAWLER_SCOPE_INCLUDE": "a(b"}, ["CRAWLER_SCOPE_INCLUDE"]),
+    ("", [], {"CRAWLER_SCOPE_ALLOWED_DOMAINS": "ok.test,http://x.test"}, ["ALLOWED_DOMAINS"]),
+]
+
+
+@pytest.mark.parametrize(("toml", "argv", "env", "named"), SETTINGS_THAT_CANNOT_WORK)
+def test_settings_that_cannot_work_are_refused_before_anything_is_created(
+    tmp_path: Path, toml: str, argv: list[str], env: dict[str, str], named: list[str]
+) -> None:
+    """A pattern, domain or user agent that would fail every URL (or the start of the run) is
+    refused by the settings loader: exit 2, one line naming where it came from and the key, and
+    no database (nor its lock or WAL files) left behind."""
+    (tmp_path / "settings.toml").write_text(toml, encoding="utf-8")
+    (tmp_path / "seed.txt").write_text("http://127.0.0.1:9/\n", encoding="utf-8")
+    result = run_cli("crawl", "seed.txt", "--db", "crawl.db", *argv, cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith("crawler: "), line
+    for word in named:
+        assert word in line, line
+    assert list(tmp_path.glob("crawl.db*")) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["crawl", "seed.txt", "--config", "bad.toml"],
+        ["crawl", "--resume", "--config", "bad.toml"],
+        ["recrawl", "--config", "bad.toml"],
+        ["worker", "--config", "bad.toml"],
+        ["crawl", "seed.txt", "--user-agent", "/1.0"],
+        ["recrawl", "--user-agent", "/1.0"],
+    ],
+)
+def test_settings_that_cannot_work_leave_an_existing_database_unchanged(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    (tmp_path / "seed.txt").write_text("http://127.0.0.1:9/\n", encoding="utf-8")
+    (tmp_path / "bad.toml").write_text('[scope]\nexclude = ["+"]\n', encoding="utf-8")
+    setup = run_cli("db", "upgrade", "--db", "crawl.db", cwd=tmp_path)
+    assert setup.returncode == 0, setup.stderr
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("crawl.db*")}
+    result = run_cli(*argv, "--db", "crawl.db", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert "bad.toml" in line or "--user-agent" in line, line
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("crawl.db*")} == before
+    assert query(tmp_path / "crawl.db", "select count(*) from crawls") == [(0,)]
+
+
 # --------------------------------------------------------------------------- the database
 
 
@@ -372,6 +473,7 @@ def test_full_disk_stops_the_crawl_cleanly_and_keeps_what_was_committed(
         cfg = write_settings(second_dir / "settings.toml", FAST, settings)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
         env["PYTHONPATH"] = str(ROOT)
+        env = dnsguard.subprocess_env(env)  # keep the DNS guard in the child
         result = subprocess.run(
             [
                 sys.executable,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from crawler import config as config_module
 from crawler.config import Config, load_config
 from crawler.errors import ConfigError
 
@@ -345,14 +347,64 @@ def test_empty_file_means_defaults(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- env errors
 
 
-@pytest.mark.parametrize(
-    "var",
-    ["CRAWLER_CRAWLING_WORKERS", "CRAWLER_CRAWL", "CRAWLER_", "CRAWLER_CRAWL_", "CRAWLER_WORKERS"],
-)
-def test_env_unknown_section(var: str) -> None:
+@pytest.mark.parametrize("var", ["CRAWLER_CRAWL", "CRAWLER_CRAWL_", "CRAWLER_SCOPE"])
+def test_env_section_without_a_key(var: str) -> None:
     message = _error(env={var: "1"})
     assert var in message
     assert "CRAWLER_<SECTION>_<KEY>" in message
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        "CRAWLER_CMD",  # set by other tools: not a setting at all
+        "CRAWLER_HOME",
+        "CRAWLER_",
+        "CRAWLER_WORKERS",
+        "CRAWLER_CRAWLING_WORKERS",  # "crawling" is not a section ("crawl_" would be)
+        "CRAWLER_SCOPES_INCLUDE",
+        "CRAWLER_HOSTS",
+    ],
+)
+def test_env_variables_that_are_not_settings_are_ignored_with_a_warning(
+    var: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="crawler.config"):
+        assert load_config(None, env={var: "1", "CRAWLER_CRAWL_WORKERS": "3"}).crawl.workers == 3
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "\n" not in message
+    assert message.startswith(f"ignoring environment variable {var}: not a setting")
+
+
+def test_ignored_variables_can_go_to_a_callback() -> None:
+    ignored: list[str] = []
+    load_config(None, env={"CRAWLER_CMD": "x", "CRAWLER_HOME": "/h"}, on_ignored=ignored.append)
+    assert sorted(ignored) == ["CRAWLER_CMD", "CRAWLER_HOME"]
+
+
+def test_env_for_a_section_no_variable_can_set() -> None:
+    """[extract.<name>] rules are tables: a variable for them is an error, not ignored."""
+    message = _error(env={"CRAWLER_EXTRACT_TITLE_SELECTOR": "title"})
+    assert "CRAWLER_EXTRACT_TITLE_SELECTOR" in message
+    assert "[extract]" in message
+    assert "settings file" in message
+
+
+def test_env_section_names_are_matched_longest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A section whose name holds "_" (none yet; the split must not assume so) wins over a
+    shorter section its name starts with, and its keys are found."""
+
+    @dataclasses.dataclass(frozen=True)
+    class FetchTls:
+        verify: bool = True
+
+    monkeypatch.setitem(config_module._SECTION_TYPES, "fetch_tls", FetchTls)
+    values = {name: {} for name in config_module._SECTION_TYPES}
+    config_module._merge_env(values, {"CRAWLER_FETCH_TLS_VERIFY": "false"})
+    assert values["fetch_tls"] == {"verify": False}
+    assert values["fetch"] == {}
 
 
 def test_env_unknown_key() -> None:
@@ -401,3 +453,129 @@ def test_flag_out_of_range_names_the_key() -> None:
     assert "workers" in message
     assert "must be" in message
     assert "-1" in message
+
+
+# ------------------------------------------------------------------ values that cannot work
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        "crawler/0.1",
+        "crawler",
+        "my_bot-2/1.0 (+https://example.com/bot; bot@example.com)",
+        "Mozilla/5.0 (compatible; mybot/2.1; +https://example.com/bot)",
+        "bot/1.0\t(tab)",
+        "mybot (+https://x/bot)",  # RFC 9110: product = token ["/" product-version]
+        "mybot/1.0 (+https://x/bot)",
+        "my crawler/1.0",  # two products; robots.txt matches the first, "my"
+        "a.b/1.0",  # "." is a tchar
+        "mybot/1.0 (nested (comment)) other/2",
+    ],
+)
+def test_user_agents_with_a_product_token_are_accepted(user_agent: str) -> None:
+    assert load_config(env={}, overrides={"crawl": {"user_agent": user_agent}}).crawl.user_agent
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "why"),
+    [
+        ("/1.0", "no product name"),
+        (" crawler/1.0", "whitespace before"),  # requests refuses a header with leading space
+        ("\tcrawler", "whitespace before"),
+        ("(comment) crawler/1.0", "no product name"),
+        ("crawler(x)", "followed by '('"),
+        ("crawler/1.0(x)", "followed by '('"),
+        ("crawler/", "no version"),
+        ("crawler/ 1.0", "no version"),
+        ("crawler/1.0\n", "visible ASCII"),
+        ("crawler/1.0 ☃", "visible ASCII"),  # http.client cannot encode it
+        ("", "product token"),
+    ],
+)
+def test_user_agents_without_a_product_token_are_refused(user_agent: str, why: str) -> None:
+    message = _error(crawl={"user_agent": user_agent})
+    assert "[crawl] user_agent" in message
+    assert why in message
+
+
+def test_flag_names_its_flag() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            env={},
+            overrides={"crawl": {"user_agent": "/1.0"}},
+            flag_names={("crawl", "user_agent"): "--user-agent"},
+        )
+    assert str(info.value).startswith("command line: --user-agent [crawl] user_agent: ")
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "example.com",
+        ".example.com",
+        "EXAMPLE.com.",
+        "münchen.de",
+        "xn--mnchen-3ya.de",
+        "💩.la",
+        "ex_ample.com",
+        "127.0.0.1",
+        "localhost",
+    ],
+)
+def test_allowed_domains_that_work(tmp_path: Path, domain: str) -> None:
+    path = _write(tmp_path, f'[scope]\nallowed_domains = ["{domain}"]\n')
+    assert load_config(path, env={}).scope.allowed_domains == (domain,)
+
+
+@pytest.mark.parametrize(
+    ("domain", "why"),
+    [
+        ("", "empty"),
+        ("...", "empty"),
+        ("https://example.com/", "write 'example.com'"),
+        ("example.com/path", "path"),
+        ("example.com?q", "path"),
+        ("example.com:8080", "port"),
+        ("[::1]", "IPv4"),
+        ("user@example.com", "user info"),
+        ("exa mple.com", "space"),
+        ("exa\\u0007mple.com", "invisible"),
+        ("*.example.com", "subdomains are always included"),
+        ("exa%41mple.com", "percent"),
+        ("a..example.com", "empty label"),
+        ("xn--a.com", "IDNA"),
+        ("xn--zz.com", "IDNA"),
+        ("a\\u200db.com", "invisible"),  # a zero-width joiner
+        ("ex|ample.com", "not a valid domain name"),  # a forbidden host code point (WHATWG)
+        ("x" * 64 + ".com", "too long"),
+    ],
+)
+def test_allowed_domains_that_cannot_work(tmp_path: Path, domain: str, why: str) -> None:
+    path = _write(tmp_path, f'[scope]\nallowed_domains = ["ok.example", "{domain}"]\n')
+    message = _error(path)
+    assert f"{path}: [scope] allowed_domains: " in message
+    assert why in message
+
+
+@pytest.mark.parametrize("key", ["include", "exclude"])
+@pytest.mark.parametrize("pattern", ["(unclosed", "*.pdf", "[a-", "a{2,1}"])
+def test_invalid_patterns_are_refused(tmp_path: Path, key: str, pattern: str) -> None:
+    path = _write(tmp_path, f"[scope]\n{key} = ['/ok/', '{pattern}']\n")
+    message = _error(path)
+    assert f"{path}: [scope] {key}: {pattern!r} is not a regular expression" in message
+
+
+def test_invalid_url_pattern_of_an_extract_rule_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[extract.t]\nselector = "title"\nurl_pattern = "(x"\n')
+    assert "[extract.t] url_pattern '(x': missing )" in _error(path)
+
+
+def test_a_stored_value_that_cannot_work_is_refused_unless_replaced() -> None:
+    """A resumed crawl's settings (an older version accepted ``/1.0``) are refused naming the
+    crawl, and a flag can replace the value so the database stays usable."""
+    base = {"crawl": {"user_agent": "/1.0"}}
+    with pytest.raises(ConfigError, match=r"^the resumed crawl: \[crawl\] user_agent: "):
+        load_config(env={}, base=base, base_source="the resumed crawl")
+    fixed = load_config(env={}, base=base, overrides={"crawl": {"user_agent": "crawler/0.2"}})
+    assert fixed.crawl.user_agent == "crawler/0.2"

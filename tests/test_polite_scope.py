@@ -137,7 +137,9 @@ def test_private_address_not_followed_unless_allowed(site_server, tmp_path: Path
     assert url_states(allowed / "crawl.db")[target] == "done"
 
 
-def test_redirect_to_private_host_is_a_redirect_error(site_server, tmp_path: Path) -> None:
+def test_redirect_to_private_host_is_refused_as_its_own_url(site_server, tmp_path: Path) -> None:
+    """Issue 13: the redirect is a link; its target, a URL of its own, is refused by the guard
+    when claimed (it used to be a ``redirect`` error on the redirecting URL)."""
     h2, h3 = hosts = loopback_hosts(2)
     srv = site_server(hosts=hosts)
     srv.site.add("/", links_page("root", ["/go"]), host=h2)
@@ -147,10 +149,15 @@ def test_redirect_to_private_host_is_a_redirect_error(site_server, tmp_path: Pat
     assert crawl(tmp_path, [srv.url("/", h2)], settings=settings) in (0, 1)
     assert set(by_host(srv.log)) == {h2}
     db = tmp_path / "crawl.db"
-    go = srv.url("/go", h2)
-    assert url_states(db)[go] == "failed"
-    assert query(
+    go, inside = srv.url("/go", h2), srv.url("/inside", h3)
+    assert url_states(db)[go] == "done"
+    assert (go, inside) in link_rows(db)
+    assert url_states(db)[inside] == "failed"
+    [(kind, final, message)] = query(
         db,
-        "select e.kind, e.final from errors e join urls u on u.id = e.url_id where u.url = ?",
-        go,
-    ) == [("redirect", 1)]
+        "select e.kind, e.final, e.message from errors e join urls u on u.id = e.url_id "
+        "where u.url = ?",
+        inside,
+    )
+    assert (kind, final) == ("other", 1)
+    assert "refused" in message

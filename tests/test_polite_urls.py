@@ -7,9 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.crawlkit import crawl, query
-from tests.fetch.test_politeness import fetched_urls, gets, links_page, url_states
-from tests.mockserver import Redirect
+from tests.crawlkit import crawl, crawl_in_subprocess, query
+from tests.fetch.test_politeness import (
+    POLITE,
+    fetched_urls,
+    gets,
+    layer,
+    links_page,
+    robots,
+    url_states,
+)
+from tests.mockserver import Page, Redirect
+from tests.test_polite_sitemaps import XML, entry, urlset
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -131,3 +140,97 @@ def test_redirect_target_not_fetched_again_as_its_own_page(site_server, tmp_path
     redirect_site(srv, ["/old", "/new"])
     assert crawl(tmp_path, [srv.url("/")], settings=ONE_AT_A_TIME) == 0
     assert len(gets(srv, "/new")) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 13: the canonical form does not change what is requested; no credentials from a URL
+# --------------------------------------------------------------------------------------------
+
+SECRET = "hunter2"
+
+# Link targets the WHATWG URL Standard leaves raw, and what a browser sends for them; only the
+# unreserved escape (%7E) is decoded, as the canonical form's policy allows.
+AS_A_BROWSER_SENDS = {
+    "/foo%": "/foo%",
+    "/a%2z": "/a%2z",
+    "/p[1]": "/p[1]",
+    "/q?{a}|b`c^d": "/q?{a}|b`c^d",
+    "/e%2fx": "/e%2fx",
+    "/t%7Eu": "/t~u",
+    "/caf\u00e9?q=\u00e9": "/caf%C3%A9?q=%C3%A9",  # ada escapes non-ASCII; sent as ada wrote it
+}
+
+
+def test_stored_urls_are_the_whatwg_serialization(site_server, tmp_path: Path) -> None:
+    srv = site_server(hosts=["127.0.0.2"])
+    srv.site.add("/", links_page("root", list(AS_A_BROWSER_SENDS)))
+    assert crawl(tmp_path, [srv.url("/")]) == 0
+    stored = set(url_states(tmp_path / "crawl.db"))
+    assert stored == {srv.url("/"), *(srv.url(p) for p in AS_A_BROWSER_SENDS.values())}
+
+
+def test_the_server_gets_the_request_a_browser_sends(site_server, tmp_path: Path) -> None:
+    srv = site_server(hosts=["127.0.0.2"])
+    srv.site.add("/", links_page("root", list(AS_A_BROWSER_SENDS)))
+    assert crawl(tmp_path, [srv.url("/")]) == 0
+    assert sorted(r.path for r in srv.log if r.path != "/") == sorted(AS_A_BROWSER_SENDS.values())
+
+
+def test_redirect_hops_are_sent_as_a_browser_sends_them(site_server, tmp_path: Path) -> None:
+    srv = site_server(hosts=["127.0.0.2"])
+    hops = ["/r1%", "/r2[a]?{b}", "/r3%2f%2z"]
+    srv.site.add("/", links_page("root", ["/start"]))
+    srv.site.add("/start", Redirect(hops[0]))
+    srv.site.add(hops[0], Redirect(hops[1]))
+    srv.site.add(hops[1], Redirect(f"{srv.base_url()}{hops[2]}"))
+    srv.site.add(hops[2], links_page("end", []))
+    assert crawl(tmp_path, [srv.url("/")]) == 0
+    assert [r.path for r in srv.log if r.path.startswith("/r")] == hops
+    final = query(
+        tmp_path / "crawl.db",
+        "select f.final_url from fetches f join urls u on u.id = f.url_id where u.url = ?",
+        srv.url("/start"),
+    )
+    assert final == [(srv.url(hops[2]),)]
+
+
+def test_userinfo_in_links_and_sitemaps_is_never_sent_stored_or_logged(
+    site_server, tmp_path: Path
+) -> None:
+    srv = site_server(hosts=["127.0.0.2"])
+    cred = f"http://bob:{SECRET}@127.0.0.2:{srv.port}"
+    sitemaps = [srv.url("/sitemap.txt"), srv.url("/sitemap.xml")]
+    srv.site.add(
+        "/robots.txt",
+        robots("User-agent: *\nAllow: /\n" + "".join(f"Sitemap: {sm}\n" for sm in sitemaps)),
+    )
+    canonical = f'<link rel="canonical" href="{cred}/">'
+    srv.site.add("/", links_page("root", [f"{cred}/x"], canonical))
+    srv.site.add("/sitemap.txt", Page(f"{cred}/from-text-sitemap\n", content_type="text/plain"))
+    srv.site.add("/sitemap.xml", Page(urlset(entry(f"{cred}/from-xml-sitemap")), content_type=XML))
+    for path in ["/x", "/from-text-sitemap", "/from-xml-sitemap"]:
+        srv.site.add(path, links_page(path, []))
+    log_file = tmp_path / "crawl.log"
+    settings = layer(POLITE, {"scope": {"use_sitemaps": True}})
+    result = crawl_in_subprocess(
+        tmp_path, [srv.url("/")], "-vv", "--log-file", str(log_file), settings=settings
+    )
+    assert result.returncode == 0, result.stderr
+    for path in ["/x", "/from-text-sitemap", "/from-xml-sitemap"]:
+        assert len(gets(srv, path)) == 1, path
+    assert [r for r in srv.log if any(h.lower() == "authorization" for h in r.headers)] == []
+    db = tmp_path / "crawl.db"
+    assert {srv.url("/x"), srv.url("/from-text-sitemap"), srv.url("/from-xml-sitemap")} <= set(
+        url_states(db)
+    )
+    assert query(db, "select canonical_url from pages where url = ?", srv.url("/")) == [
+        (srv.url("/"),)
+    ]
+    files = sorted(tmp_path.glob("crawl.db*"))
+    assert [f.name for f in files if SECRET.encode() in f.read_bytes()] == []
+    for where, text in {
+        "stderr": result.stderr,
+        "stdout": result.stdout,
+        "log file": log_file.read_text(encoding="utf-8"),
+    }.items():
+        assert SECRET not in text, where

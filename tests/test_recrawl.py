@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from crawler.commands.cli import main
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, query, write_seeds, write_settings
 from tests.mockserver import ETagPage, NotFound, Page, RequestRecord, SiteServer
 from tests.store.test_db import pg_url as pg_url
@@ -670,7 +671,7 @@ def test_schedule_counts_match_the_database(crawled: Workspace) -> None:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     env["PYTHONPATH"] = str(ROOT)
-    return env
+    return dnsguard.subprocess_env(env)  # keep the DNS guard in the child
 
 
 def _argv(ws: Workspace, *args: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from crawler.errors import SeedFileError, UsageError
-from crawler.seeds import MAX_LINE_BYTES, Seed, SeedProblem, parse_seed_lines, read_seed_file
+from crawler.seeds import (
+    MAX_LINE_BYTES,
+    TEXT_CHECK_BYTES,
+    Seed,
+    SeedProblem,
+    parse_seed_lines,
+    read_seed_file,
+)
 
 
 def _split(items: list[Seed | SeedProblem]) -> tuple[list[Seed], list[SeedProblem]]:
@@ -256,11 +264,58 @@ def test_invalid_utf8_problem_masks_credentials(tmp_path: Path) -> None:
         b"\xff\xfeh\x00t\x00t\x00p\x00:\x00/\x00/\x00a\x00\n\x00",  # UTF-16
     ],
 )
-def test_binary_file_gives_problems_not_exceptions(tmp_path: Path, content: bytes) -> None:
-    items = list(read_seed_file(_write(tmp_path, content, "binary.bin")))
-    assert items
-    assert all(isinstance(item, SeedProblem) for item in items)
-    assert all(len(item.text) <= 120 for item in items if isinstance(item, SeedProblem))
+def test_binary_file_is_refused_whole_at_the_call(tmp_path: Path, content: bytes) -> None:
+    """A NUL byte in the first block: one SeedFileError, not a problem for each line of junk."""
+    path = _write(tmp_path, content, "binary.bin")
+    with pytest.raises(SeedFileError) as info:
+        read_seed_file(path)
+    message = str(info.value)
+    assert message.startswith(f"seed file {str(path)!r} is not text (")
+    assert message.endswith("): give one URL per line")
+    if content.startswith(b"\xff\xfe"):
+        assert "UTF-16; save it as UTF-8" in message
+
+
+def test_nul_byte_position_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"http://a.example/\n\x00\n")
+    with pytest.raises(SeedFileError, match=r"is not text \(a NUL byte at byte 18\)"):
+        read_seed_file(path)
+
+
+def test_only_the_first_block_is_looked_at(tmp_path: Path) -> None:
+    """A NUL past the first 8 KiB is one bad line, as any other junk line: the check costs one
+    block and the file is still read as a stream."""
+    first = b"http://a.example/\n" + b"#" * (TEXT_CHECK_BYTES - 19) + b"\n"
+    assert len(first) == TEXT_CHECK_BYTES
+    path = _write(tmp_path, first + b"\x00junk\nhttp://b.example/\n")
+    items = list(read_seed_file(path))
+    assert items[0] == Seed(1, "http://a.example/")
+    assert isinstance(items[1], SeedProblem)
+    assert items[1].line_no == 3
+    assert items[2] == Seed(4, "http://b.example/")
+
+
+def test_text_in_another_encoding_is_read_line_by_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "# café\nhttp://a.example/\nhttp://b.example/é\n".encode("latin-1"))
+    items = list(read_seed_file(path))
+    assert [type(item) for item in items] == [SeedProblem, Seed, SeedProblem]
+    assert {item.reason for item in items if isinstance(item, SeedProblem)} == {"not valid UTF-8"}
+
+
+def test_a_pipe_is_read_after_the_text_check(tmp_path: Path) -> None:
+    """The check peeks at the buffer instead of reading and seeking back, so a FIFO (a shell's
+    ``<(...)``) still gives every line."""
+    fifo = tmp_path / "seeds.fifo"
+    os.mkfifo(fifo)
+    lines = b"".join(b"http://h%d.example/\n" % i for i in range(3000))  # more than one block
+    writer = threading.Thread(target=fifo.write_bytes, args=(lines,))
+    writer.start()
+    try:
+        items = list(read_seed_file(fifo))
+    finally:
+        writer.join()
+    assert [item.line_no for item in items] == list(range(1, 3001))
+    assert all(isinstance(item, Seed) for item in items)
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from crawler.commands.options import (
 
 if TYPE_CHECKING:
     from crawler.config import Config
+    from crawler.seeds import SeedProblem
 
 log = logging.getLogger("crawler")
 
@@ -74,12 +75,14 @@ def run(args: argparse.Namespace) -> int:
     signals = Signals()
     signals.install()
     progress = progress_options(args, config)
+    problems = _SeedProblems()
     outcome = run_crawl(
         config,
         args.seed_file,
         stop=signals.stop,
         abort=signals.abort,
-        on_seed_problem=lambda p: print(p, file=sys.stderr),  # str(p) is "FILE:LINE: why: text"
+        on_seed_problem=problems.add,
+        on_seeds_read=problems.finish,
         progress=progress,
         seed_only=args.seed_only,
     )
@@ -104,11 +107,36 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _SeedProblems:
+    """Bad seed lines on stderr: the first :attr:`SHOWN` one per line (``FILE:LINE: why:
+    'text'``), then, once the file is read, how many more there were. A file of junk that passes
+    the text check (no NUL byte) would otherwise print a line for each of its lines."""
+
+    SHOWN = 5
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.source = ""
+
+    def add(self, problem: SeedProblem) -> None:
+        self.count += 1
+        self.source = problem.source
+        if self.count <= self.SHOWN:
+            print(problem, file=sys.stderr)
+
+    def finish(self) -> None:
+        if self.count > self.SHOWN:
+            more = self.count - self.SHOWN
+            print(f"{self.source}: ... and {more} more bad lines", file=sys.stderr)
+
+
 def _resume_command(args: argparse.Namespace) -> str:
-    """The exact command that continues this crawl."""
+    """The exact command that continues this crawl (a database password shown as ***)."""
+    from crawler.store.db import masked
+
     parts = ["python -m crawler crawl --resume"]
     if args.db:
-        parts.append(f"--db {shlex.quote(args.db)}")
+        parts.append(f"--db {shlex.quote(masked(args.db))}")
     if args.config:
         parts.append(f"--config {shlex.quote(str(args.config))}")
     return " ".join(parts)
@@ -118,6 +146,7 @@ def _crawlconfig_for(args: argparse.Namespace) -> Config:
     """Settings for ``crawl``; with ``--resume``, on top of the resumed crawl's own."""
     from crawler.errors import UsageError
     from crawler.run.runner import stored_settings
+    from crawler.store.db import masked
 
     config = config_for(args)
     if args.seed_file is None and not args.resume:
@@ -126,7 +155,7 @@ def _crawlconfig_for(args: argparse.Namespace) -> Config:
         return config
     latest = stored_settings(config.store.db)
     if latest is None:
-        raise UsageError(f"nothing to resume: no crawl in database '{config.store.db}'")
+        raise UsageError(f"nothing to resume: no crawl in database '{masked(config.store.db)}'")
     crawl_id, stored = latest
     log.info("resuming crawl %d with its settings", crawl_id)
     return config_for(args, stored)

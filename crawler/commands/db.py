@@ -44,11 +44,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     config = config_for(args)
-    from crawler.store.db import head_revision, open_database
+    from crawler.store.db import head_revision, masked, open_database
 
     if args.db_command != "upgrade":
         args.db_parser.parse_args(["--help"])
         return EXIT_USAGE
     open_database(config.store.db).dispose()
-    print(f"database {config.store.db} is at schema revision {head_revision()}")
+    print(f"database {masked(config.store.db)} is at schema revision {head_revision()}")
     return EXIT_OK

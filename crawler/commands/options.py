@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import logging
 import os
 import re
@@ -28,6 +29,17 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SETTINGS = Path("settings.toml")
 
 log = logging.getLogger("crawler")
+
+FLAG_NAMES = {
+    ("store", "db"): "--db",
+    ("crawl", "workers"): "--workers",
+    ("crawl", "max_pages"): "--max-pages",
+    ("crawl", "max_depth"): "--max-depth",
+    ("crawl", "max_time_s"): "--max-time",
+    ("crawl", "user_agent"): "--user-agent",
+    ("fetch", "total_timeout"): "--timeout",
+}
+"""The flag each setting given on the command line comes from, named in its error message."""
 
 _SETTING = re.compile(r"\[=(\w+)\.(\w+)\]")
 
@@ -140,7 +152,22 @@ def config_for(args: argparse.Namespace, stored: dict[str, Any] | None = None) -
             "user_agent": args.user_agent,
         }
         overrides["fetch"] = {"total_timeout": args.timeout}
-    return load_config(path, overrides=overrides, base=stored, base_source="the resumed crawl")
+    return load_config(
+        path,
+        overrides=overrides,
+        base=stored,
+        base_source="the resumed crawl",
+        flag_names=FLAG_NAMES,
+        on_ignored=_warn_ignored_once,
+    )
+
+
+@functools.cache
+def _warn_ignored_once(var: str) -> None:
+    """Settings load twice for some commands (recrawl, worker, --resume): warn once a run."""
+    from crawler.config import warn_ignored
+
+    warn_ignored(var)
 
 
 class Signals:
@@ -182,9 +209,10 @@ def latest_crawl_config(args: argparse.Namespace, what: str) -> Config:
     that crawl's stored settings, with ``--config``, env and flags over them."""
     from crawler.errors import UsageError
     from crawler.run.runner import stored_settings
+    from crawler.store.db import masked
 
     base = config_for(args)
     latest = stored_settings(base.store.db)
     if latest is None:
-        raise UsageError(f"nothing to {what}: no crawl in database '{base.store.db}'")
+        raise UsageError(f"nothing to {what}: no crawl in database '{masked(base.store.db)}'")
     return config_for(args, latest[1])

@@ -38,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     config = config_for(args)
     from crawler.errors import UsageError
     from crawler.run.runner import due_counts
+    from crawler.store.db import masked
 
     counts = due_counts(config.store.db)
     if counts is None:
-        raise UsageError(f"no crawl database at '{config.store.db}'")
+        raise UsageError(f"no crawl database at '{masked(config.store.db)}'")
     print(f"due now:            {counts['now']}")
     print(f"due within an hour: {counts['hour']}")
     print(f"due within a day:   {counts['day']}")

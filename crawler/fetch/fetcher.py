@@ -26,8 +26,28 @@ the deadline: :mod:`crawler.fetch.deadline`; proxies: :mod:`crawler.fetch.proxie
   not exist is final at once), timeouts (including the deadline), a connection broken mid-body
   (kind ``content``), and 429/500/502/503/504. **Not retried:** TLS, redirect, too_large, a body
   that fails to decode (``content``), ``other``, and any other status.
+* **Redirects.** Each hop's target is resolved, stripped of fragment and userinfo, and
+  checked *before* it is requested: an http(s) URL, not seen in this chain, and, when the
+  caller passes ``follow_redirect(target)``, accepted by it (the worker follows only hops that
+  stay on the host, in scope and allowed by robots.txt). A hop it declines is not requested:
+  the fetch ends without error on that 3xx, ``final_url`` the URL that answered it and
+  ``location`` the target, for the caller to treat as a link. The private-network guard
+  still checks every hop that is requested.
 * **Redirect failures** (loop, too many hops, refused target) return the 3xx response as
   ``result`` (its ``final_url`` is the URL that redirected) with a final ``redirect`` error.
+* **What is requested** is the URL as given (for the crawl: the WHATWG serialization
+  :mod:`crawler.urls` stores), byte for byte: a browser sends ``/foo%``, ``/p[1]``,
+  ``?q={x}`` and ``%2f`` as they are, and so do we. requests (``requote_uri``) and urllib3
+  (``_encode_target``) would re-escape them (``/foo%25``, ``%5B``, ``%2F``), so the prepared
+  request keeps the URL given and the pools write the target they get
+  (:mod:`crawler.fetch.verbatim`), on every attempt and redirect hop. A URL that is not
+  printable ASCII without spaces (not from ada: the caller's own) goes out as requests
+  escapes it. *Limit*: through an HTTP proxy
+  (an absolute request target, requests' own proxy pools) urllib3 still re-escapes.
+* **Credentials from a URL are never sent**: the ``user:password@`` of every URL (the one
+  given, every redirect target) is dropped right before the request, so requests never derives
+  an ``Authorization: Basic`` header from it, and ``final_url``, the redirect chain and the
+  stored ``Location`` header never hold it.
 * **Cookies** are neither stored nor sent: per-thread jars would make a crawl depend on which
   thread fetched which page.
 * ``elapsed_ms`` and ``fetched_at`` describe the attempt that produced the result (all of its
@@ -77,8 +97,9 @@ from crawler.fetch.response import (
     media_type,
     normalize_target,
 )
+from crawler.fetch.verbatim import verbatim_pools
 from crawler.records import HTML_TYPES, ErrorRecord, FetchResult
-from crawler.urls import mask_credentials
+from crawler.urls import drop_userinfo, mask_credentials
 
 __all__ = ["Fetcher", "PrivateAddressError"]
 
@@ -113,16 +134,13 @@ class Fetcher:
         now: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
-        redirect_filter: Callable[[str], str | None] | None = None,
         pool_hosts: int = 32,
         body_types: frozenset[str] | None = HTML_TYPES,
         before_request: Callable[[str], Callable[[], object] | None] | None = None,
         allow_private: Callable[[str], bool] | None = None,
         on_retry_after: Callable[[str, float], object] | None = None,
     ) -> None:
-        """``redirect_filter(target)`` returns a reason to refuse a redirect hop, or None.
-
-        ``pool_hosts`` is how many hosts each thread keeps a keep-alive connection to.
+        """``pool_hosts`` is how many hosts each thread keeps a keep-alive connection to.
         ``body_types``: the media types whose body is downloaded (``None``: any).
         ``before_request(url)`` runs right before every HTTP request (attempts and hops).
         ``allow_private(host)``: when given, refuse non-public peers unless it returns True.
@@ -135,14 +153,15 @@ class Fetcher:
         self._before_request = before_request
         self._on_retry_after = on_retry_after
         # Always the guarded classes: they also tell the deadline watchdog their connection.
-        self._pool_classes = guarded_pool_classes(allow_private or (lambda host: True))
+        self._pool_classes = verbatim_pools(
+            guarded_pool_classes(allow_private or (lambda host: True))
+        )
         self._watchdog = Watchdog()
         self._sleep = sleep
         self._should_stop = should_stop
         self._now = now
         self._monotonic = monotonic
         self._rng = rng or random.Random()
-        self._redirect_filter = redirect_filter
         self._pool_hosts = pool_hosts
         self._headers = {
             "User-Agent": user_agent,
@@ -243,11 +262,14 @@ class Fetcher:
         last_modified: str | None = None,
         sink: IO[bytes] | None = None,
         truncate_body: bool = False,
+        follow_redirect: Callable[[str], bool] | None = None,
     ) -> FetchOutcome:
         """Fetch ``url`` with retries; never raises for a per-URL failure.
 
         With ``sink``, a downloaded body is written there instead of ``result.body``. With
         ``truncate_body``, a body over ``max_body_bytes`` is cut to it instead of failing.
+        ``follow_redirect(target)`` decides each hop before it is requested (see "Redirects"
+        in the module docstring); without it every valid hop is followed.
         """
         headers: dict[str, str] | None = None
         if etag or last_modified:
@@ -265,7 +287,9 @@ class Fetcher:
             if sink is not None:
                 sink.seek(sink_start)
                 sink.truncate()
-            done = self._attempt(url, headers, len(attempts) + 1, sink, truncate_body)
+            done = self._attempt(
+                url, headers, len(attempts) + 1, sink, truncate_body, follow_redirect
+            )
             if sink is not None and done.kind is not None:
                 sink.seek(sink_start)
                 sink.truncate()
@@ -291,6 +315,7 @@ class Fetcher:
         number: int,
         sink: IO[bytes] | None = None,
         truncate: bool = False,
+        follow: Callable[[str], bool] | None = None,
     ) -> _Attempt:
         """One attempt: every redirect hop and the body, under one deadline. Never raises."""
         start = self._monotonic()
@@ -343,6 +368,9 @@ class Fetcher:
                     result = self._result(url, current, response, chain, start, None)
                     target.status_code = response.status_code
                     raise target
+                if follow is not None and not follow(target):  # checked before it is requested
+                    result = self._result(url, current, response, chain, start, None)
+                    return _Attempt(number, replace(result, location=target))
                 chain.append(current)
                 current = target
                 hop, response = response, None
@@ -369,7 +397,7 @@ class Fetcher:
         ``Session.request`` would merge settings, environment, cookies and hooks on every call
         (about a fifth of the CPU of a small fetch); everything it would merge is fixed here, so
         the request is prepared by hand: URL (IDNA, quoting), the default headers plus the
-        conditional ones, and Basic auth when the URL carries userinfo.
+        conditional ones. Userinfo in the URL is dropped, never sent as Basic auth.
         """
         remaining = deadline - self._monotonic()
         if remaining <= 0:
@@ -378,13 +406,13 @@ class Fetcher:
             raise errors.FetchError(f"not an http(s) URL: {mask_credentials(url)[:200]}")
         request = requests.PreparedRequest()
         request.method = "GET"
-        request.prepare_url(url, None)
-        if headers or "@" in url:
+        exact = drop_userinfo(url)  # never credentials from a URL
+        request.prepare_url(exact, None)  # validates (InvalidURL...) and IDNA-encodes
+        if exact.isascii() and exact.isprintable() and " " not in exact:
+            request.url = exact  # sent as it is, not re-escaped (see "What is requested")
+        if headers:
             request.headers = self._prepared_headers.copy()
-            if headers:
-                request.headers.update(headers)
-            if "@" in url:
-                request.prepare_auth(None, url)
+            request.headers.update(headers)
         else:  # shared by every plain GET: nothing below the adapter writes to a request's headers
             request.headers = self._prepared_headers
         s = self._settings
@@ -420,17 +448,13 @@ class Fetcher:
             target = ada_url.join_url(current, location.strip())
         except ValueError:
             return RedirectError(f"invalid redirect Location: {mask_credentials(location)[:200]}")
-        target = target.partition("#")[0]
+        target = drop_userinfo(target.partition("#")[0])
         scheme = target.partition(":")[0].lower()
         if scheme not in ("http", "https"):
             return RedirectError(f"redirect to a {scheme}: URL refused")
         if target in seen:
             hops = " -> ".join([*chain, current, target])
             return RedirectError(mask_credentials(f"redirect loop: {hops}")[:500])
-        if self._redirect_filter is not None:
-            reason = self._redirect_filter(target)
-            if reason is not None:
-                return RedirectError(mask_credentials(f"redirect refused: {reason}"))
         seen.add(target)
         return target
 

@@ -171,10 +171,15 @@ class RobotsCache:
         return entry is not None and entry.policy is not None
 
     def disallows(self, url: str, host: str) -> bool:
-        """True when the cached policy (no fetch) is sure ``url`` must not be fetched."""
+        """True when the cached policy (no fetch) is sure robots.txt disallows ``url``.
+
+        An unreachable or refused host is not "disallowed": its URLs go to the worker, which
+        fails them with the real cause (issue 13)."""
         entry = self._entries.get(host)
         policy = entry.policy if entry is not None else None
-        return policy is not None and not policy.unreachable and not policy.can_fetch(url)
+        if policy is None or policy.unreachable or policy.refused:
+            return False
+        return not policy.can_fetch(url)
 
     def prime(self, host: str, body: str, age_s: float) -> None:
         """Load a policy cached in the database, fetched ``age_s`` seconds ago."""

@@ -16,6 +16,7 @@ import urllib3.exceptions
 from crawler import errors
 from crawler.errors import ErrorKind
 from crawler.records import ErrorRecord, FetchResult
+from crawler.urls import mask_credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,5 +158,16 @@ def fetch_result(
         retry_after_s=parse_retry_after(retry_after, fetched_at) if retry_after else None,
         redirect_chain=tuple(chain),
         reason=response.reason,
-        headers=tuple(response.raw.headers.items()) if response.raw is not None else (),
+        headers=_stored_headers(response),
+    )
+
+
+def _stored_headers(response: requests.Response) -> tuple[tuple[str, str], ...]:
+    """The response headers as received, with credentials in ``Location`` masked (kept for
+    WARC records: a server's ``user:password@`` must not end up in the database)."""
+    if response.raw is None:
+        return ()
+    return tuple(
+        (name, mask_credentials(value) if name.lower() == "location" else value)
+        for name, value in response.raw.headers.items()
     )

@@ -15,14 +15,17 @@ Decisions, with the RFC 9309 section each follows
     either): an HTML page or garbage served as robots.txt is parsed as it is, which in practice
     finds no rules, so everything is allowed.
   - Redirects are followed by the fetcher, up to 5 hops, across hosts (§2.3.1.2); the rules
-    found apply to the host we asked. More than 5 hops, a loop, a refused hop or a 3xx without
-    ``Location``: "unavailable" (the RFC's "MAY assume unavailable"), so allow all.
+    found apply to the host we asked. More than 5 hops, a loop, a hop the private-network
+    guard refuses, or a 3xx without ``Location``: "unavailable" (the RFC's "MAY assume
+    unavailable"), so allow all. Only a refusal of the host's *own* robots.txt request makes
+    the host ``refused``: a redirect elsewhere says nothing about the host we asked.
   - 4xx, including 401 and 403: unavailable, allow all (§2.3.1.3). **Except 429**: "too many
     requests" is the server asking us to slow down, so it is treated like a 5xx, as Google
     does; allowing everything at that moment would be the least polite reading.
   - 5xx, or no response at all (DNS, connect, TLS, timeout, a body cut short, a 2xx whose
     body could not be read): **unreachable** (§2.3.1.4): disallow everything for now,
-    ``unreachable=True``, ``body=None`` (nothing to cache; keep an older copy). The caller
+    ``unreachable=True``, ``body=None`` (nothing to cache; keep an older copy), and, when no
+    answer came at all (DNS, connect, timeout, TLS), ``failure`` keeps that cause. The caller
     fetches again later; how long it keeps trying before giving up on the host is its policy
     (the RFC allows assuming unavailable after "a reasonably long period", e.g. 30 days).
   - Any other status (1xx, 6xx, ...): unreachable, the cautious reading of an answer the RFC
@@ -36,9 +39,11 @@ Decisions, with the RFC 9309 section each follows
   is UTF-8). NUL characters become U+FFFD before parsing, so the text can be stored in
   PostgreSQL (which refuses NUL in ``text``), and a policy rebuilt from the cached text
   (:func:`policy_from_cache`) is the one first built.
-* **Which group applies (§2.2.1).** Our product token is the user agent up to its first ``/``,
-  stripped and lowercased (``crawler/0.1`` → ``crawler``). A group applies when the product
-  token on one of its ``User-agent`` lines equals ours, case-insensitively; groups with the same
+* **Which group applies (§2.2.1).** Our product token is the name of the user agent's first
+  product (RFC 9110 §10.1.5), lowercased: ``crawler/0.1`` and ``crawler (+https://x/bot)`` →
+  ``crawler`` (:func:`crawler.config.robots_product_token`, which the settings check the user
+  agent with). A group applies when the product token on one of its ``User-agent`` lines
+  equals ours, case-insensitively; groups with the same
   token are merged; with none, the ``*`` group; with neither, no rule applies. See "Where
   Protego differs" for how this is enforced.
 * **Rules (§2.2.2, §2.2.3).** Protego: the longest matching path wins; between an ``Allow`` and
@@ -68,7 +73,8 @@ Where Protego (0.7) differs from RFC 9309, and what we did
   leading product token, applies to ``crawler``), and reads ``User-agent: *crawler`` as
   ``crawler`` (Google's does not). **Fixed here** before Protego parses: each ``User-agent``
   line's value is rewritten to ``*`` (a ``*`` alone or followed by a space), to our token (when
-  its leading run of letters, digits, ``_`` and ``-`` equals our token, case-insensitively),
+  its leading run of letters, digits, ``_`` and ``-``, or its leading RFC 9110 token, equals
+  our token, case-insensitively; the second lets a ``my.bot`` crawler be named),
   or else to a name longer than our token, which Protego can never match. Only the text given
   to Protego is rewritten; the cached ``body`` is what the server sent. A ``User-agent`` line in
   a spelling our pattern misses but Protego accepts keeps Protego's matching.
@@ -90,7 +96,7 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from crawler.config import FetchSettings
+from crawler.config import FetchSettings, robots_product_token
 from crawler.errors import ErrorKind
 from crawler.fetch.netguard import PrivateAddressError
 
@@ -113,9 +119,12 @@ ROBOTS_MAX_BYTES = 512 * 1024
 ROBOTS_MAX_REDIRECTS = 5
 """RFC 9309 §2.3.1.2: follow at least five consecutive redirects."""
 
+_NO_ANSWER = frozenset({ErrorKind.DNS, ErrorKind.CONNECT, ErrorKind.TIMEOUT, ErrorKind.TLS})
+"""Failures where no answer came: the host's URLs fail with this kind, not ``robots``."""
 _BOM = b"\xef\xbb\xbf"
 _UA_LINE = re.compile(r"(?i)^([ \t]*user[- ]?agent[ \t]*(?::[ \t]*|[ \t]+))(.*)$")
 _LEADING_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+_PRODUCT_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,9 @@ class RobotsPolicy:
     """5xx, 429, timeout or no connection: disallow everything for now and try again later."""
     refused: str | None = None
     """Why we may not connect to the host at all (a private address): its URLs fail with this."""
+    failure: tuple[ErrorKind, str] | None = None
+    """When unreachable because no answer came: the kind (``dns``, ``connect``, ``timeout``,
+    ``tls``) and message of the fetch's last error, so the host's URLs fail with that cause."""
     _parser: Protego | None = field(default=None, repr=False, compare=False)
     _token: str = field(default="*", repr=False, compare=False)
 
@@ -152,10 +164,14 @@ class RobotsPolicy:
 
 
 def product_token(user_agent: str) -> str:
-    """``crawler/0.1`` → ``crawler``: the part before the first ``/``, stripped, lowercased."""
-    token = user_agent.split("/", 1)[0].strip().lower()
-    if not token:
-        raise ValueError(f"user agent {user_agent!r} has no product token before '/'")
+    """``crawler/0.1 (+https://x/bot)`` → ``crawler``: the first product's name, lowercased.
+
+    Defined once, by :func:`crawler.config.robots_product_token` (RFC 9110 §10.1.5), which the
+    settings also check the user agent with; a ValueError for a value without a product.
+    """
+    token = robots_product_token(user_agent)
+    if token is None:
+        raise ValueError(f"user agent {user_agent!r} does not begin with a product token")
     return token
 
 
@@ -182,12 +198,20 @@ def fetch_robots(fetcher: Fetcher, host: str, user_agent: str) -> RobotsPolicy:
     """
     outcome = fetcher.fetch(host.rstrip("/") + "/robots.txt", truncate_body=True)
     result = outcome.result
-    error = outcome.errors[-1].kind if outcome.failed else None
-    if outcome.failed and outcome.errors[-1].message.startswith(PrivateAddressError.__name__):
+    last = outcome.errors[-1] if outcome.failed else None
+    error = last.kind if last is not None else None
+    if (
+        last is not None
+        and last.kind is not ErrorKind.REDIRECT  # a refused *hop* is a redirect failure
+        and last.message.startswith(PrivateAddressError.__name__)
+    ):
         # Not "unreachable, try later": the host itself is off limits, now and later.
-        return RobotsPolicy(refused=outcome.errors[-1].message.partition(": ")[2])
+        return RobotsPolicy(refused=last.message.partition(": ")[2])
     if result is None:
-        return policy_from_response(user_agent, None, None, error=error)
+        policy = policy_from_response(user_agent, None, None, error=error)
+        if last is not None and policy.unreachable and last.kind in _NO_ANSWER:
+            policy = replace(policy, failure=(last.kind, last.message))
+        return policy
     body = result.body
     truncated = body is not None and (result.content_length or 0) > len(body)
     return policy_from_response(
@@ -273,10 +297,20 @@ def _exact_groups(text: str, token: str) -> str:
         if value[0] == "*" and (len(value) == 1 or value[1].isspace()):
             name = "*"
         else:
-            lead = _LEADING_TOKEN.match(value)
-            name = token if lead is not None and lead[0].lower() == token else other
+            name = token if _names(value, token) else other
         lines[i] = match[1] + name
     return "\n".join(lines)
+
+
+def _names(value: str, token: str) -> bool:
+    """True when a ``User-agent`` value names ``token``: its leading product name (RFC 9110
+    token, ``my.bot`` of ``my.bot/2``) or its leading run of letters, digits, ``_`` and ``-``
+    (Google's reading, ``crawler`` of ``crawler.bot``) is ``token``, case-insensitively."""
+    lead = _LEADING_TOKEN.match(value)
+    if lead is not None and lead[0].lower() == token:
+        return True
+    product = _PRODUCT_NAME.match(value)
+    return product is not None and product[0].lower() == token
 
 
 def _sitemaps(values: Iterable[str]) -> tuple[str, ...]:

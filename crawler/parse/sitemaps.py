@@ -36,14 +36,15 @@ with its entry. The optional fields are parsed leniently and become None when in
 
 Limits and safety
 -----------------
-Memory stays flat whatever the document: ``lxml.etree.iterparse`` reports each entry's end
-tag, and the entry is cleared and its earlier siblings deleted once read. At most ``max_bytes``
-(decompressed) are read, so a gzip bomb stops with a :class:`SitemapError`, and at most
-``max_entries`` entries are yielded (then the generator stops, logging a warning). The XML
-parser never loads a DTD, never touches the network and never expands entities, so neither
-XXE (``<!ENTITY x SYSTEM "file:///etc/passwd">``) nor a billion-laughs document does anything:
-the entity stays an unexpanded reference, and its ``<loc>`` is skipped. ``huge_tree`` stays
-off: a single text node over 10 MB is malformed input to us.
+Memory stays flat whatever the document: it is fed to an ``lxml.etree.XMLPullParser`` in
+chunks of 64 KiB, which reports each entry's end tag, and the entry is cleared and its earlier
+siblings deleted once read. At most ``max_bytes`` (decompressed) are read, so a gzip bomb stops
+with a :class:`SitemapError`, and at most ``max_entries`` entries are yielded (then the
+generator stops, logging a warning). The XML parser never loads a DTD, never touches the
+network and never expands entities, so neither XXE (``<!ENTITY x SYSTEM "file:///etc/passwd">``)
+nor a billion-laughs document does anything: the entity stays an unexpanded reference, and its
+``<loc>`` is skipped. ``huge_tree`` stays off: a single text node over 10 MB is malformed input
+to us.
 
 Errors
 ------
@@ -89,7 +90,7 @@ _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 _WHITESPACE: Final = b" \t\r\n\f\v"
 _ATOM: Final = "{http://www.w3.org/2005/Atom}"
-# Every tag iterparse reports; which one is an entry depends on the root (see _Kind).
+# Every tag the pull parser reports; which one is an entry depends on the root (see _Kind).
 _ENTRY_TAGS: Final = ("{*}url", "{*}sitemap", "{}item", f"{_ATOM}entry")
 
 
@@ -376,9 +377,44 @@ def _read_atom_entry(entry: Any, canon: _Canon, fields: dict[str, str]) -> Sitem
     return SitemapUrl(url, parse_lastmod(updated) if updated is not None else None)
 
 
+class _Walk:
+    """Turns the parser's entry end events into entries, freeing each element once read."""
+
+    def __init__(self, canon: _Canon) -> None:
+        self._canon = canon
+        self.root: Any = None
+        self.kind: _Kind | None = None
+
+    def entries(self, events: Iterator[tuple[str, Any]]) -> Iterator[SitemapUrl | SitemapRef]:
+        for _, elem in events:
+            if self.kind is None:
+                self.root = elem.getroottree().getroot()
+                self.kind = _kind_of(self.root)
+            kind = self.kind
+            if elem.tag != kind.entry_tag:
+                continue  # an entry tag of another kind, or an extension's: left to its parent
+            parent = elem.getparent()
+            container = parent.getparent() if kind.in_channel else parent
+            if container is not self.root or (kind.in_channel and parent.tag != "channel"):
+                continue  # nested somewhere else: freed with the entry or sibling around it
+            entry = kind.read(elem, self._canon, kind.fields)
+            elem.clear()
+            while elem.getprevious() is not None:
+                del parent[0]
+            if entry is not None:
+                yield entry
+
+
 def _xml_entries(reader: _Reader, canon: _Canon) -> Iterator[SitemapUrl | SitemapRef]:
-    events = etree.iterparse(
-        reader,
+    """Feed the document to a pull parser chunk by chunk, yielding entries as they end.
+
+    Why a pull parser we feed ourselves rather than ``iterparse``: after a syntax error,
+    ``iterparse`` in lxml 6 raises at once and drops the events of the chunk it was parsing
+    (lxml 5 delivered them first), so a sitemap broken after five entries lost all five. The
+    events a pull parser has queued stay readable after its ``feed``/``close`` raised, with
+    lxml 5 and 6 alike, so every entry before the fault is yielded before the error.
+    """
+    parser = etree.XMLPullParser(
         events=("end",),
         tag=_ENTRY_TAGS,
         resolve_entities=False,
@@ -388,29 +424,25 @@ def _xml_entries(reader: _Reader, canon: _Canon) -> Iterator[SitemapUrl | Sitema
         remove_comments=True,
         remove_pis=True,
     )
+    walk = _Walk(canon)
     root = None
-    kind: _Kind | None = None
-    try:
-        for _, elem in events:
-            if kind is None:
-                root = elem.getroottree().getroot()
-                kind = _kind_of(root)
-            if elem.tag != kind.entry_tag:
-                continue  # an entry tag of another kind, or an extension's: left to its parent
-            parent = elem.getparent()
-            container = parent.getparent() if kind.in_channel else parent
-            if container is not root or (kind.in_channel and parent.tag != "channel"):
-                continue  # nested somewhere else: freed with the entry or sibling around it
-            entry = kind.read(elem, canon, kind.fields)
-            elem.clear()
-            while elem.getprevious() is not None:
-                del parent[0]
-            if entry is not None:
-                yield entry
-    except etree.XMLSyntaxError as exc:
-        raise SitemapError(f"malformed XML: {exc}") from exc
-    if kind is None and events.root is not None:
-        _kind_of(events.root)  # no entry at all: still say when the document is not a sitemap
+    fault: etree.XMLSyntaxError | None = None
+    more = True
+    while more and fault is None:
+        chunk = reader.read(_CHUNK)
+        more = bool(chunk)
+        try:
+            if more:
+                parser.feed(chunk)
+            else:
+                root = parser.close()
+        except etree.XMLSyntaxError as exc:
+            fault = exc  # the events before it are still queued: yield them first
+        yield from walk.entries(parser.read_events())
+    if fault is not None:
+        raise SitemapError(f"malformed XML: {fault}") from fault
+    if walk.kind is None and root is not None:
+        _kind_of(root)  # no entry at all: still say when the document is not a sitemap
 
 
 def _text_entries(reader: _Reader, sort_query: bool, strip_tracking: bool) -> Iterator[SitemapUrl]:

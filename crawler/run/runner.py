@@ -24,6 +24,7 @@ from sqlalchemy import Engine as Engine_
 from crawler.clock import utc_now
 from crawler.config import Config, as_dict
 from crawler.errors import SeedFileError
+from crawler.parse.extract import Extractor
 from crawler.records import CrawlStatus, FetchTask, PageResult
 from crawler.run.compose import Parts, build_parts
 from crawler.run.engine import CrawlStats, Engine, Limits
@@ -100,12 +101,15 @@ def task_timeout(config: Config) -> float:
     return attempts * f.total_timeout + waits + 30.0
 
 
-def _valid_seeds(path: Path, on_problem: Callable[[SeedProblem], None]) -> Iterator[Seed]:
+def _valid_seeds(
+    path: Path, on_problem: Callable[[SeedProblem], None], on_done: Callable[[], None]
+) -> Iterator[Seed]:
     for item in read_seed_file(path):
         if isinstance(item, SeedProblem):
             on_problem(item)
         else:
             yield item
+    on_done()
 
 
 def recrawl_passes(
@@ -215,16 +219,21 @@ def run_crawl(
     stop: threading.Event,
     abort: threading.Event | None = None,
     on_seed_problem: Callable[[SeedProblem], None] = lambda _problem: None,
+    on_seeds_read: Callable[[], None] = lambda: None,
     progress: ProgressOptions | None = None,
     recrawl: Recrawl | None = None,
     lock: bool = True,
     seed_only: bool = False,
 ) -> CrawlOutcome:
     """One run: a crawl of ``seed_path`` (and what the frontier holds), or a ``recrawl`` pass.
-    ``lock=False`` when the caller already holds the database (see :mod:`crawler.store.lock`)."""
+    ``lock=False`` when the caller already holds the database (see :mod:`crawler.store.lock`).
+    ``on_seeds_read`` is called once the whole seed file is read (its problems all reported)."""
+    # Compiles the selectors and imports the hook, so a rule that cannot work is refused
+    # before a database or a crawls row exists (build_parts makes the one the run uses).
+    Extractor(config.extract)
     seeds: Iterator[Seed] = iter(())
     if seed_path is not None:
-        seeds = _valid_seeds(seed_path, on_seed_problem)
+        seeds = _valid_seeds(seed_path, on_seed_problem, on_seeds_read)
         first = next(seeds, None)  # fail before creating a database for a seed file with no URL
         if first is None:
             raise SeedFileError(f"no valid seed URL in '{seed_path}'")

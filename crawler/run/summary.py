@@ -6,7 +6,7 @@ import shlex
 
 from crawler.records import CrawlStatus
 from crawler.run.runner import CrawlOutcome
-from crawler.store.db import is_sqlite
+from crawler.store.db import is_sqlite, masked
 
 
 def _size(n: int) -> str:
@@ -45,7 +45,7 @@ def format_summary(outcome: CrawlOutcome, *, db: str, resume: str | None = None)
     if outcome.status is CrawlStatus.INTERRUPTED or (
         outcome.queued_left > 0 and outcome.status is CrawlStatus.FINISHED
     ):
-        command = resume or f"python -m crawler crawl --resume --db {shlex.quote(db)}"
+        command = resume or f"python -m crawler crawl --resume --db {shlex.quote(masked(db))}"
         lines.append(f"  resume:  {command}")
     if is_sqlite(db):
         query = "'select url, status_code, title from pages'"

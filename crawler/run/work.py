@@ -14,6 +14,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import BinaryIO, cast
 
 from crawler import errors
@@ -179,8 +180,10 @@ class PageWorker:
         if policy.unreachable:
             final = failures >= ROBOTS_MAX_FAILURES
             what = "giving up on this URL" if final else f"trying again in {cache.retry_s:g}s"
-            message = f"robots.txt of {task.host} unreachable ({failures} in a row); {what}"
-            err = ErrorRecord(ErrorKind.ROBOTS, message, 1, final, now)
+            kind, cause = policy.failure or (ErrorKind.ROBOTS, "")
+            cause = f": {cause}" if cause else ""
+            message = f"robots.txt of {task.host} unreachable ({failures} in a row){cause}; {what}"
+            err = ErrorRecord(kind, message, 1, final, now)
             if final:
                 return PageResult(task, URLState.FAILED, errors=(err,), robots=record)
             return PageResult(
@@ -210,7 +213,12 @@ class PageWorker:
     # -- pages -----------------------------------------------------------------------------
 
     def _page(self, task: FetchTask) -> PageResult:
-        outcome = self._fetch(task.url, etag=task.etag, last_modified=task.last_modified)
+        outcome = self._fetch(
+            task.url,
+            etag=task.etag,
+            last_modified=task.last_modified,
+            follow_redirect=partial(self._follow_inline, task.host),
+        )
         errs = list(outcome.errors)
         r = outcome.result
         now = self._now()
@@ -220,7 +228,7 @@ class PageWorker:
         state = URLState.FAILED if final_error else URLState.DONE
 
         parsed: ParsedPage | None = None
-        new_links: tuple[NewLink, ...] = ()
+        new_links = self._redirect_link(task, r)
         # The fetcher downloads a body only for 2xx HTML (or an untyped body, which browsers
         # sniff and which is nearly always HTML).
         if not final_error and r.body is not None and r.content_type in (None, *HTML_TYPES):
@@ -280,6 +288,36 @@ class PageWorker:
         links = self._links
         return canonicalize(url, sort_query=links.sort_query, strip_tracking=links.strip_tracking)
 
+    def _follow_inline(self, host: str, target: str) -> bool:
+        """Whether the fetcher may request a redirect hop at once, in the same fetch: only when
+        it stays on the task's host (whose robots.txt is known), robots.txt allows it and it is
+        in scope (``include``/``exclude``). Any other hop is not requested; it becomes a link
+        (:meth:`_redirect_link`) and goes through the frontier like any link: scope, dedup, its
+        host's robots.txt, gate and private-network guard."""
+        try:
+            url = self._canonical(target)
+            same_host = host_key(url) == host
+        except ValueError:
+            return False
+        if not same_host or not self._links.scope.allows(url):
+            return False
+        return self._robots is None or not self._robots.disallows(url, host)
+
+    def _redirect_link(self, task: FetchTask, r: FetchResult) -> tuple[NewLink, ...]:
+        """The redirect the fetcher did not follow, as a link from this URL: ``queued`` when in
+        scope (and not deeper than ``max_depth``), else ``excluded``; none if not a URL."""
+        if r.location is None:
+            return ()
+        try:
+            url = without_userinfo(self._canonical(r.location))
+            host = host_key(url)
+        except ValueError:
+            return ()
+        policy = self._links
+        depth_ok = policy.max_depth <= 0 or task.depth + 1 <= policy.max_depth
+        follow = depth_ok and policy.scope.allows(url)
+        return (NewLink(url, host, False, follow),)
+
     def _redirect_target(self, task: FetchTask, r: FetchResult) -> str | None:
         """The canonical URL a redirect ended on, when it is another in-scope URL: the writer
         marks it known, so the page is not fetched a second time under its own name."""
@@ -298,12 +336,16 @@ class PageWorker:
     def _read_sitemap(self, task: FetchTask, reader: SitemapReader) -> PageResult:
         """Download a sitemap to a temporary file, then stream its entries to the writer."""
         with tempfile.SpooledTemporaryFile(max_size=SITEMAP_SPOOL_BYTES) as spool:
-            outcome = reader.fetch(task.url, sink=spool)
+            follow = partial(self._follow_sitemap_hop, task.host)
+            outcome = reader.fetch(task.url, sink=spool, follow_redirect=follow)
             errs = list(outcome.errors)
             r = outcome.result
             final_error = r is None or _final_error(errs, r)
             if r is None or final_error:
                 return PageResult(task, URLState.FAILED, fetch=r, errors=tuple(errs))
+            if r.location is not None:  # a hop not requested: the 3xx's body is no sitemap
+                links = self._sitemap_redirect(task, reader, r.location)
+                return PageResult(task, URLState.DONE, fetch=r, errors=tuple(errs), links=links)
             spool.seek(0)
             stream = cast(BinaryIO, spool)
             entries = parse_sitemap(
@@ -320,6 +362,37 @@ class PageWorker:
                 message = f"sitemap: {exc}"
                 errs.append(ErrorRecord(ErrorKind.PARSE, message, len(errs) + 1, True, self._now()))
         return PageResult(task, URLState.DONE, fetch=r, errors=tuple(errs))
+
+    def _follow_sitemap_hop(self, host: str, target: str) -> bool:
+        """Whether a sitemap's redirect hop is requested in the same fetch: only when it stays
+        on the sitemap's host (whose robots.txt is known) and robots.txt allows it. Scope is not
+        asked: a host's own sitemaps are read whatever ``include``/``exclude`` say, as its
+        robots.txt ``Sitemap:`` lines are. Any other hop becomes a sitemap URL of its own
+        (:meth:`_sitemap_redirect`)."""
+        try:
+            url = self._canonical(target)
+            same_host = host_key(url) == host
+        except ValueError:
+            return False
+        return same_host and (self._robots is None or not self._robots.disallows(url, host))
+
+    def _sitemap_redirect(
+        self, task: FetchTask, reader: SitemapReader, location: str
+    ) -> tuple[NewLink, ...]:
+        """A sitemap's hop the fetcher did not request: on the same host (robots.txt disallows
+        it) or, in scope, on another host, it is queued as a sitemap of its own, discovered
+        from this one, so its host's robots.txt, gate and private-network guard decide when it
+        is claimed (``blocked``/``robots`` for a disallowed one). Out of scope, it is an
+        ``excluded`` URL linked from the sitemap, as the redirect of a page would be."""
+        try:
+            url = without_userinfo(self._canonical(location))
+            host = host_key(url)
+        except ValueError:
+            return ()
+        if host == task.host or self._links.scope.allows(url):
+            reader.sink(SitemapChunk(task, (SitemapEntry(url, host, "sitemap"),)))
+            return ()
+        return (NewLink(url, host, False, False),)
 
     def _sitemap_entries(
         self, task: FetchTask, chunk: Sequence[SitemapUrl | SitemapRef]

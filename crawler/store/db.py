@@ -5,6 +5,12 @@ A crawl runs ``upgrade`` when it opens the database, so users never run migratio
 checks it is ours: a file that is not SQLite, a SQLite database with foreign tables, or one
 migrated by a newer version of the crawler is refused with :class:`DatabaseError`, never altered.
 
+A SQLite path is the file's name, never URL syntax (``run#1.db``, ``a%20b.db``): the engine gets
+it inside a URL object. The database is in WAL mode while anything has it open, and the last
+connection to close switches it back to a rollback journal, so a finished crawl is one file
+(see ``_on_sqlite_close``). Messages show a database URL with its password masked
+(:func:`masked`); a URL we cannot use or a server we cannot reach is one line, exit status 2.
+
 Every run opens the database, and nearly every time it is already at the latest revision. So
 :func:`upgrade` first reads ``alembic_version`` with one query and compares it with
 :data:`HEAD_REVISION`; only a database that is new, older, or anything else unexpected goes
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import sys
 from importlib import resources
@@ -22,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
@@ -41,7 +48,11 @@ is."""
 
 
 def database_url(db: str) -> str:
-    """A plain path means SQLite; anything with ``://`` is a SQLAlchemy URL."""
+    """A plain path means SQLite; anything with ``://`` is a SQLAlchemy URL.
+
+    For a path the result is ``sqlite:///`` and the path as it is, unescaped: good for
+    :func:`sqlite_file` and for messages, but never to be parsed as a URL (``%20``, ``?``
+    would change its meaning): :func:`engine_url` builds the URL object for the engine."""
     if "://" in db:
         return db
     return f"sqlite:///{Path(db).expanduser().absolute()}"
@@ -51,11 +62,39 @@ def is_sqlite(db: str) -> bool:
     return database_url(db).startswith("sqlite")
 
 
-def _sqlite_path(url: str) -> Path | None:
-    database = make_url(url).database
+def sqlite_file(db: str) -> Path | None:
+    """The file a SQLite ``db`` names, exactly (``run#1.db``, ``a%20b.db``, ``a?b.db`` are
+    file names, not URL syntax); None for an in-memory database or one that is not SQLite."""
+    if "://" not in db:
+        return Path(db).expanduser().absolute()
+    if not is_sqlite(db):
+        return None
+    try:
+        database = make_url(db).database
+    except ArgumentError:
+        return None
     if not database or database == ":memory:":
         return None
     return Path(database)
+
+
+def engine_url(db: str) -> URL:
+    """The URL object for ``create_engine``: a path goes in as the database *name*, so no
+    character of it is read as URL syntax."""
+    if "://" not in db:
+        return URL.create("sqlite", database=str(sqlite_file(db)))
+    return make_url(db)
+
+
+def masked(db: str) -> str:
+    """``db`` for a message: a URL with its password as ``***``; a path as given."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except ArgumentError:
+        # Not parseable as a URL: still hide whatever sits between "user:" and "@".
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", db)
 
 
 def _check_sqlite_file(path: Path) -> None:
@@ -106,12 +145,26 @@ def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.close()
 
 
+def _on_sqlite_close(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    """Leave a database that nobody has open as one self-contained file: the last connection
+    to close switches it out of WAL (a checkpoint, then the -wal and -shm files are removed,
+    and the header says "rollback journal"), so a reader that cannot write, or a copy of the
+    file, needs nothing beside it. While any other connection is open, in this process or
+    another, SQLite refuses at once (busy_timeout 0) and the database stays in WAL mode; the
+    next connection of a crawl switches it back to WAL."""
+    try:
+        dbapi_conn.execute("PRAGMA busy_timeout = 0")
+        dbapi_conn.execute("PRAGMA journal_mode = DELETE").fetchall()
+    except sqlite3.Error:
+        pass  # others have it open: they, or a later crawl, leave it as it should be
+
+
 def make_engine(db: str) -> Engine:
     """Create the engine for ``db`` (a path or a URL), after checking a SQLite file is ours."""
-    url = database_url(db)
     try:
-        if url.startswith("sqlite"):
-            path = _sqlite_path(url)
+        url = engine_url(db)
+        if url.get_backend_name() == "sqlite":
+            path = sqlite_file(db)
             if path is not None:
                 _check_sqlite_file(path)
             engine = create_engine(
@@ -120,15 +173,36 @@ def make_engine(db: str) -> Engine:
             )
             event.listen(engine, "connect", _on_sqlite_connect)
             event.listen(engine, "begin", _on_sqlite_begin)
+            if path is not None:
+                event.listen(engine, "close", _on_sqlite_close)
             return engine
         return create_engine(url, pool_pre_ping=True)
-    except (ArgumentError, NoSuchModuleError) as exc:
-        raise DatabaseError(f"cannot use database '{db}': {exc}") from exc
-    except ModuleNotFoundError as exc:
-        raise DatabaseError(
-            f"cannot use database '{db}': driver not installed ({exc.name}); "
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise unusable(db, exc) from exc
+
+
+def unusable(db: str, exc: Exception) -> DatabaseError:
+    """The one-line error for a database URL we cannot use (malformed, unknown dialect, driver
+    missing), with its password masked."""
+    if isinstance(exc, ModuleNotFoundError):
+        return DatabaseError(
+            f"cannot use database '{masked(db)}': driver not installed ({exc.name}); "
             "for PostgreSQL: pip install 'crawler[postgres]'"
-        ) from exc
+        )
+    return DatabaseError(f"cannot use database '{masked(db)}': {first_line(exc)}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver's message (psycopg adds "Is the server running...?" lines)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(orig).strip().splitlines()
+    return lines[0].strip() if lines else type(orig).__name__
+
+
+def unreachable(db: str, exc: Exception) -> DatabaseError:
+    """The one-line error for a database that cannot be opened (server down, wrong password,
+    no such database): bad input like a missing file, exit status 2, password masked."""
+    return DatabaseError(f"cannot open database '{masked(db)}': {first_line(exc)}")
 
 
 def include_name(name: str | None, type_: str, _parents: Any) -> bool:
@@ -243,9 +317,7 @@ def upgrade(engine: Engine) -> None:
             return
         _migrate(engine)
     except DBAPIError as exc:
-        raise DatabaseError(
-            f"cannot open database '{engine.url.render_as_string(hide_password=True)}': {exc.orig}"
-        ) from exc
+        raise unreachable(engine.url.render_as_string(hide_password=True), exc) from exc
 
 
 def _migrate(engine: Engine) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from crawler.errors import UsageError
 from crawler.tools import TOOLS
-from crawler.tools.query import guard, output_closed_ok, require_crawl_tables, section, stream
+from crawler.tools.query import guard, output_closed_ok, section, stream
 from crawler.tools.readonly import connect
 from models.tables import ERROR_KINDS
 
@@ -102,7 +102,6 @@ def run(args: argparse.Namespace, db: str) -> int:
     params: dict[str, Any] = {}
     with connect(db) as conn, output_closed_ok():
         guard(conn)
-        require_crawl_tables(conn, db)
         cte = FAILURES.format(
             final_only="" if args.all else FINAL_ONLY,
             still_broken="" if args.all else STILL_BROKEN,

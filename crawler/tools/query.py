@@ -36,13 +36,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from textwrap import fill
 from typing import IO, Any
 
-from sqlalchemy import Connection, CursorResult, inspect, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy import Connection, CursorResult, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from crawler.errors import UsageError
 from crawler.tools import TOOLS
-from crawler.tools.readonly import connect, write_table
+from crawler.tools.readonly import TextSink, connect, safe_sink, write_table
 
 NAME = "query"
 BATCH_ROWS = 1000
@@ -59,7 +58,9 @@ The database is opened read-only: a statement that would change it (DELETE, UPDA
 PRAGMA x = y, VACUUM, ATTACH, ...) or more than one statement is refused with exit status 2.
 Numbers stay numbers in JSON lines; JSON columns (fetches.data) are printed as stored (text);
 NULL is an empty field in table and CSV output, null in JSON lines; binary values are hex
-(table, CSV) or base64 (JSON lines). Tables and worked queries: docs/queries.md.
+(table, CSV) or base64 (JSON lines). On a terminal, control characters from the data (a
+page title's ESC ]0;...) are shown escaped (\\x1b); piped, the output is the data as stored.
+Tables and worked queries: docs/queries.md.
 """
 
 READ_ONLY = "the database is opened read-only"
@@ -221,16 +222,6 @@ def more_than_one_statement(sql: str) -> bool:
     return False
 
 
-def shown(db: str) -> str:
-    """``db`` for a message: a URL's password masked."""
-    if "://" not in db:
-        return db
-    try:
-        return make_url(db).render_as_string(hide_password=True)
-    except ArgumentError:
-        return db
-
-
 def _execute(
     conn: Connection, sql: str, params: dict[str, Any] | None, options: dict[str, Any]
 ) -> CursorResult[Any]:
@@ -276,15 +267,6 @@ def positive_int(value: str) -> int:
     if n <= 0:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
     return n
-
-
-def require_crawl_tables(conn: Connection, db: str, *names: str) -> None:
-    """A :class:`UsageError` unless ``db`` has the crawler's tables (and ``names`` too)."""
-    inspector = inspect(conn)
-    present = set(inspector.get_table_names()) | set(inspector.get_view_names())
-    for name in ("crawls", "urls", "fetches", "links", "errors", "pages", *names):
-        if name not in present:
-            raise UsageError(f"'{shown(db)}' is not a crawl database, or an old one (no '{name}')")
 
 
 # --------------------------------------------------------------------------- output
@@ -337,10 +319,10 @@ def write(
     ``convert`` maps column names to a function applied to that column's values first."""
     rows = _converted(columns, rows, convert or {})
     if fmt == "jsonl":
-        return write_jsonl(columns, rows, out)
+        return write_jsonl(columns, rows, safe_sink(out))
     n = 0
     if fmt == "csv":
-        w = csv.writer(out, lineterminator="\n")  # writes None as an empty field
+        w = csv.writer(safe_sink(out), lineterminator="\n")  # writes None as an empty field
         w.writerow(columns)
         for n, row in enumerate(rows, 1):  # noqa: B007 - n is the count
             w.writerow([v if type(v) in _PLAIN else text_value(v) for v in row])
@@ -355,7 +337,7 @@ def write(
     return n
 
 
-def write_jsonl(columns: Sequence[str], rows: Iterable[Row], out: IO[str]) -> int:
+def write_jsonl(columns: Sequence[str], rows: Iterable[Row], out: TextSink) -> int:
     """One JSON object per row, keys in column order; returns how many."""
     encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_json_default).encode
     n = 0

@@ -23,13 +23,12 @@ from typing import Any
 from sqlalchemy import Connection
 
 from crawler.errors import UsageError
+from crawler.store.db import masked
 from crawler.tools import TOOLS
 from crawler.tools.query import (
     guard,
     output_closed_ok,
     positive_int,
-    require_crawl_tables,
-    shown,
     stream,
     write,
 )
@@ -104,7 +103,6 @@ def run(args: argparse.Namespace, db: str) -> int:
         raise UsageError("search: empty query")
     with connect(db) as conn, output_closed_ok():
         guard(conn)
-        require_crawl_tables(conn, db)
         if conn.dialect.name == "sqlite":
             columns, rows = _fts(conn, db, args.query, args.limit)
         else:
@@ -119,7 +117,7 @@ def run(args: argparse.Namespace, db: str) -> int:
 
 def _fts(conn: Connection, db: str, query: str, limit: int) -> tuple[list[str], Iterator[Any]]:
     if not _has_text(conn, fts=True):
-        raise UsageError(NO_TEXT.format(db=shown(db)))
+        raise UsageError(NO_TEXT.format(db=masked(db)))
     try:
         columns, rows = stream(conn, SQLITE_SEARCH, {"query": query, "limit": limit})
         first = next(rows, None)
@@ -131,7 +129,7 @@ def _fts(conn: Connection, db: str, query: str, limit: int) -> tuple[list[str], 
 
 def _ilike(conn: Connection, db: str, query: str, limit: int) -> tuple[list[str], Iterator[Any]]:
     if not _has_text(conn, fts=False):
-        raise UsageError(NO_TEXT.format(db=shown(db)))
+        raise UsageError(NO_TEXT.format(db=masked(db)))
     escaped = re.sub(r"([\\%_])", r"\\\1", query.strip())
     _, rows = stream(conn, ILIKE_SEARCH, {"pattern": f"%{escaped}%", "limit": limit})
     found = ((url, title, snippet_around(text or "", query.strip())) for url, title, text in rows)

@@ -20,7 +20,6 @@ from crawler.tools.query import (
     guard,
     output_closed_ok,
     positive_int,
-    require_crawl_tables,
     section,
     stream,
 )
@@ -108,7 +107,6 @@ def run(args: argparse.Namespace, db: str) -> int:
     out = sys.stdout
     with connect(db) as conn, output_closed_ok():
         guard(conn)
-        require_crawl_tables(conn, db)
         for title, sql in SECTIONS:
             section(title, *stream(conn, sql), out)
         columns, rows = stream(conn, DEPTHS)

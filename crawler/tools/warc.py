@@ -85,6 +85,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, db: str) -> int:
     output: str = args.output
+    if output == "-" and sys.stdout.isatty():
+        # Binary records, with bytes from the pages: nothing a terminal should be sent.
+        raise UsageError("warc: not writing a WARC file to a terminal: give -o FILE, or pipe it")
     gzipped = not output.endswith(".warc")
     with connect(db) as conn:
         total = _count(conn, args.crawl)

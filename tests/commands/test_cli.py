@@ -256,6 +256,34 @@ def test_env_var_for_unknown_setting(workdir: Path) -> None:
     _no_database(workdir)
 
 
+def test_env_var_with_a_typo_in_a_known_section_exits_2(workdir: Path) -> None:
+    result = cli("seed.txt", cwd=workdir, env={"CRAWLER_CRAWL_WORKRS": "4"})
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert "CRAWLER_CRAWL_WORKRS" in line
+    assert "unknown key 'workrs' in [crawl]" in line
+    _no_database(workdir)
+
+
+def test_env_vars_that_are_not_settings_are_ignored_with_one_warning_each(
+    site_url: str, workdir: Path
+) -> None:
+    """Other tools set CRAWLER_CMD, CRAWLER_HOME...: not settings (no section of that name), so
+    the crawl starts anyway, saying once per variable that it ignores it, also when a command
+    loads its settings twice (recrawl: the latest crawl's, then these over them)."""
+    write_seeds(workdir / "seed.txt", [site_url])
+    env = {"CRAWLER_CMD": "python -m crawler", "CRAWLER_HOME": "/opt/crawler"}
+    for argv in (["seed.txt"], ["recrawl"]):
+        result = cli(*argv, cwd=workdir, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        mentions = sorted(line for line in result.stderr.splitlines() if "CRAWLER_" in line)
+        assert len(mentions) == 2, result.stderr
+        for line, var in zip(mentions, ["CRAWLER_CMD", "CRAWLER_HOME"], strict=True):
+            assert f"ignoring environment variable {var}: not a setting" in line
+    assert len(fetched_urls(workdir / "crawl.db")) == 3
+
+
 @pytest.mark.parametrize(
     ("argv", "wanted"),
     [

@@ -308,10 +308,14 @@ def test_unexpected_exception_is_other_and_final(make, sleeps) -> None:
 def test_credentials_never_in_messages(make, sleeps) -> None:
     secret_url = "http://alice:s3cret@example.test/page"
     exc = requests.exceptions.ConnectionError(f"cannot reach {secret_url}")
-    responses.get(secret_url, body=exc)
-    responses.get(secret_url, status=301, headers={"Location": "http://bob:hunter2@example.test/a"})
-    # A relative Location keeps the base's userinfo (WHATWG), so the loop is on bob's URL.
-    responses.get("http://bob:hunter2@example.test/a", status=302, headers={"Location": "/a"})
+    # Userinfo is dropped before every request (issue 13), so the mocks answer the bare URLs.
+    responses.get("http://example.test/page", body=exc)
+    responses.get(
+        "http://example.test/page",
+        status=301,
+        headers={"Location": "http://bob:hunter2@example.test/a"},
+    )
+    responses.get("http://example.test/a", status=302, headers={"Location": "/a"})
     outcome = make(replace(SETTINGS, retries=1)).fetch(secret_url)
     assert [e.kind for e in outcome.errors] == [ErrorKind.CONNECT, ErrorKind.REDIRECT]
     assert "loop" in outcome.errors[1].message
@@ -400,12 +404,17 @@ def test_redirect_to_other_schemes_is_refused(make, sleeps, location: str) -> No
 
 
 @responses.activate
-def test_redirect_filter_hook(make, sleeps) -> None:
-    responses.get(URL, status=302, headers={"Location": "http://blocked.test/"})
-    fetcher = make(redirect_filter=lambda url: "out of scope" if "blocked" in url else None)
-    outcome = fetcher.fetch(URL)
-    assert kinds(outcome) == [(ErrorKind.REDIRECT, 1, True)]
-    assert outcome.errors[0].message == "RedirectError: redirect refused: out of scope"
+def test_follow_redirect_declines_a_hop_before_it_is_requested(make, sleeps) -> None:
+    """Issue 13: the hook replaces ``redirect_filter``; a declined hop ends the fetch on the
+    3xx, without error, its target in ``location`` (no userinfo), and is never requested."""
+    responses.get(URL, status=302, headers={"Location": "http://eve:pw@blocked.test/x#f"})
+    seen: list[str] = []
+    outcome = make().fetch(URL, follow_redirect=lambda url: seen.append(url) or False)
+    assert outcome.errors == ()
+    assert outcome.result is not None
+    assert (outcome.result.status_code, outcome.result.final_url) == (302, URL)
+    assert outcome.result.location == seen[0] == "http://blocked.test/x"
+    assert len(responses.calls) == 1
 
 
 # -- conditional GET, content types, size ---------------------------------------------------
@@ -971,7 +980,8 @@ def test_proxied_connections_are_not_checked(
 
 @pytest.mark.timeout(10)
 def test_plain_gets_never_carry_another_requests_headers(make, site_server) -> None:
-    """Plain GETs share one header mapping; validators and URL credentials stay with theirs."""
+    """Plain GETs share one header mapping; validators stay with theirs. URL credentials are
+    never sent (issue 13: no credentials from a URL, ever)."""
     site = Site()
     site.add("/page", Page("<p>x</p>"))
     server = site_server(site)
@@ -985,7 +995,7 @@ def test_plain_gets_never_carry_another_requests_headers(make, site_server) -> N
     assert [sorted(set(h) - {"host", "user-agent", "accept", "accept-encoding"}) for h in sent] == [
         ["if-modified-since", "if-none-match"],
         [],
-        ["authorization"],
+        [],
         [],
     ]
     assert {h["user-agent"] for h in sent} == {"testbot/1.0"}

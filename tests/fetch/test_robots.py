@@ -391,11 +391,60 @@ def test_policy_from_cache_is_the_same_policy() -> None:
         assert again.can_fetch(BASE + path) == first.can_fetch(BASE + path)
 
 
-def test_product_token() -> None:
-    assert product_token("crawler/0.1") == "crawler"
-    assert product_token(" MyBot ") == "mybot"
+@pytest.mark.parametrize(
+    ("user_agent", "token"),
+    [
+        ("crawler/0.1", "crawler"),
+        ("MyBot", "mybot"),
+        ("mybot (+https://x/bot)", "mybot"),  # RFC 9110: a product without a version
+        ("mybot/1.0 (+https://x/bot)", "mybot"),
+        ("my bot/1.0", "my"),  # two products: the first one's name
+        ("my.bot/2", "my.bot"),  # "." is a tchar
+        ("bot/1.0\t(tab)", "bot"),
+    ],
+)
+def test_product_token_is_the_first_products_name(user_agent: str, token: str) -> None:
+    assert product_token(user_agent) == token
+
+
+@pytest.mark.parametrize("user_agent", ["/0.1", " mybot", "", "mybot/", "mybot(x)", "b\u00f6t"])
+def test_no_product_token_without_a_leading_product(user_agent: str) -> None:
     with pytest.raises(ValueError, match="product token"):
-        product_token("/0.1")
+        product_token(user_agent)
+
+
+def test_a_user_agent_with_a_comment_is_matched_by_its_product_name() -> None:
+    text = "User-agent: mybot\nDisallow: /mine\n\nUser-agent: *\nDisallow: /star\n"
+    for user_agent in ("mybot (+https://x/bot)", "MyBot/1.0 (+https://x/bot)"):
+        assert not allowed(text, "/mine", user_agent)
+        assert allowed(text, "/star", user_agent)
+
+
+def test_a_product_name_with_a_dot_is_named_by_its_group() -> None:
+    text = "User-agent: my.bot/3\nDisallow: /mine\n\nUser-agent: my\nDisallow: /other\n"
+    assert not allowed(text, "/mine", "my.bot/1.0")
+    assert allowed(text, "/other", "my.bot/1.0")
+    # Google's reading of a line still holds: "crawler.bot" names "crawler".
+    assert not allowed("User-agent: crawler.bot\nDisallow: /\n", "/x")
+
+
+@pytest.mark.timeout(30)
+def test_a_crawl_with_a_commented_user_agent_obeys_its_group(site_server, tmp_path) -> None:
+    from tests.crawlkit import crawl
+    from tests.fetch.test_politeness import POLITE, layer, links_page
+
+    srv = site_server(hosts=["127.0.0.2"])
+    srv.site.add(
+        "/robots.txt",
+        Page("User-agent: mybot\nDisallow: /private\n", content_type="text/plain"),
+    )
+    srv.site.add("/", links_page("root", ["/private", "/public"]))
+    srv.site.add("/public", links_page("public", []))
+    user_agent = "mybot (+https://example.com/bot)"
+    settings = layer(POLITE, {"crawl": {"user_agent": user_agent}})
+    assert crawl(tmp_path, [srv.url("/")], settings=settings) == 0
+    assert sorted(r.path for r in srv.log) == ["/", "/public", "/robots.txt"]
+    assert {r.headers.get("User-Agent") for r in srv.log} == {user_agent}
 
 
 def test_robots_fetch_settings() -> None:

@@ -15,12 +15,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.crawlkit import (
     FAST,
@@ -32,6 +34,7 @@ from tests.crawlkit import (
     write_settings,
 )
 from tests.mockserver import Page, Redirect, Site, SiteServer, SiteServerFactory
+from tests.store import test_db
 from tests.test_bad_input import SECRET, text_columns
 
 
@@ -97,7 +100,9 @@ def test_only_http_and_https_reach_a_socket(
     result = crawl_in_subprocess(tmp_path, [*other_schemes, srv.url("/")])
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.count("not an absolute http(s) URL") == len(other_schemes)
+    # The first five bad lines are named, the rest counted (docs/reliability-input.md).
+    assert result.stderr.count("not an absolute http(s) URL") == 5
+    assert f"... and {len(other_schemes) - 5} more bad lines" in result.stderr
     assert sentinel.connections == 0
     db = tmp_path / "crawl.db"
     assert all(url.startswith("http://") for (url,) in query(db, "select url from urls"))
@@ -156,6 +161,7 @@ WRITES_NOT_IN_TEST_TOOLS = [
 @pytest.mark.parametrize("sql", WRITES_NOT_IN_TEST_TOOLS)
 def test_query_cannot_write(crawled: Path, sql: str, tmp_path: Path) -> None:
     before = _digest(crawled)
+    mode = query(crawled, "pragma journal_mode")
     counts = query(crawled, "select (select count(*) from urls), (select count(*) from hosts)")
     result = run_cli("query", "--db", str(crawled), sql, cwd=tmp_path)
     assert "Traceback" not in result.stderr
@@ -167,7 +173,7 @@ def test_query_cannot_write(crawled: Path, sql: str, tmp_path: Path) -> None:
     assert query(crawled, "select (select count(*) from urls), (select count(*) from hosts)") == (
         counts
     )
-    assert query(crawled, "pragma journal_mode") == [("wal",)]
+    assert query(crawled, "pragma journal_mode") == mode
     assert list(tmp_path.iterdir()) == []
 
 
@@ -281,3 +287,27 @@ def test_credentials_published_on_a_page_are_not_stored(
     assert result.returncode in (0, 1), result.stderr
     leaks = [(t, c) for t, c, v in text_columns(tmp_path / "crawl.db") if SECRET in v]
     assert leaks == []
+
+
+pg_url = test_db.pg_url  # a fresh schema per test; fails in CI when the server is down
+
+
+@pytest.mark.postgres
+def test_a_database_password_is_not_stored_in_the_crawls_settings(
+    pg_url: str, tmp_path: Path, site_server: SiteServerFactory
+) -> None:
+    """``crawls.settings`` is read by anyone who can query the database: the ``--db`` URL it
+    records must not carry the password (the test server trusts any password)."""
+    srv = site_server(hosts=["127.0.0.1"])
+    srv.site.add("/", Page("root"))
+    db = pg_url.replace("postgres@", f"postgres:{SECRET}@", 1)
+    seed_file = tmp_path / "seed.txt"
+    seed_file.write_text(srv.url("/") + "\n")
+    result = run_cli("crawl", str(seed_file), "--db", db, "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("select settings from crawls")).scalar_one()
+    engine.dispose()
+    assert SECRET not in json.dumps(stored)
+    assert "***@127.0.0.1:5432/test" in json.dumps(stored)

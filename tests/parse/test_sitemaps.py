@@ -391,6 +391,17 @@ def test_malformed_xml_after_n_entries_yields_n_then_raises() -> None:
     assert [e.url for e in got] == [f"https://example.com/{i}" for i in range(5)]
 
 
+@pytest.mark.parametrize("good", [1, 3000])  # within the first 64 KiB chunk, and far past it
+def test_malformed_xml_keeps_every_entry_before_the_fault(good: int) -> None:
+    """Whichever chunk the fault is in, and whatever lxml version, no earlier entry is lost."""
+    entries = "".join(f"<url><loc>https://example.com/{i}</loc></url>" for i in range(good))
+    doc = urlset(entries + "<url><loc>https://example.com/broken</loc><url></url>")
+    got: list[SitemapUrl | SitemapRef] = []
+    with pytest.raises(SitemapError, match=rf"malformed XML: .*\(after {good} entries\)"):
+        got.extend(parse_sitemap(io.BytesIO(doc), base_url=BASE))
+    assert [e.url for e in got] == [f"https://example.com/{i}" for i in range(good)]
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, run_cli, write_seeds, write_settings
 from tests.mockserver import Page, Site, SiteServer, Slow
 
@@ -121,6 +122,7 @@ def test_live_display_on_a_terminal(site_server, tmp_path: Path) -> None:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     env.update(PYTHONPATH=str(ROOT), TERM="xterm-256color", COLUMNS="160")
+    env = dnsguard.subprocess_env(env)  # keep the DNS guard in the child
     env.pop("NO_COLOR", None)
     chunks: list[bytes] = []
 

@@ -17,19 +17,15 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, query, run_cli, write_seeds, write_settings
 from tests.mockserver import Page, SiteServer, generate_site, loopback_hosts
 
 pytestmark = pytest.mark.timeout(120)
-
-UNCOMMITTED_PER_KILL = 2 * 16
-"""Besides the ``max_in_flight`` fetches a kill catches in flight, results it catches completed
-but not yet committed: the writer commits in batches and runs behind the fetchers (measured: 15
-to 45 results behind the server at 200 pages/s, whatever ``batch_ms``; more during a stall)."""
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -37,7 +33,7 @@ to 45 results behind the server at 200 pages/s, whatever ``batch_ms``; more duri
 def _spawn(args: list[str], cwd: Path, out: Path) -> subprocess.Popen[bytes]:
     """``python -m crawler ARGS`` in the background; stdout and stderr go to ``out``.(out|err)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env = dnsguard.subprocess_env({**env, "PYTHONPATH": str(ROOT)})
     with out.with_suffix(".out").open("wb") as so, out.with_suffix(".err").open("wb") as se:
         return subprocess.Popen(
             [sys.executable, "-m", "crawler", *args], cwd=cwd, env=env, stdout=so, stderr=se
@@ -77,6 +73,27 @@ def _assert_crawl_rows_add_up(db: Path) -> None:
         assert nbytes <= stored_bytes, crawl_id  # bodies kept; not every fetch keeps one
 
 
+def _page(url: str) -> tuple[str, str]:
+    """A URL as the site server's log names its request: (host, path with query)."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _left_claimed(db: Path) -> set[tuple[str, str]]:
+    """The pages a kill left claimed and not stored: what the next run may fetch again.
+
+    A claim is committed (``state = 'fetching'``) before its URL is handed to a fetcher, and a
+    result is committed with its URL's new state, so after a ``kill -9`` the ``fetching`` rows
+    are exactly the pages that were in flight, or fetched but not yet committed, or claimed and
+    not yet started. The crawler promises that nothing else is ever requested again.
+    """
+    return {_page(url) for (url,) in query(db, "select url from urls where state = 'fetching'")}
+
+
+_FAILED_ATTEMPTS = "select u.url from errors e join urls u on u.id = e.url_id"
+"""One row per failed attempt that was stored (a retry followed it, or the URL failed)."""
+
+
 def _states(db: Path) -> Counter[str]:
     return Counter(dict(query(db, "select state, count(*) from urls group by 1")))
 
@@ -97,13 +114,13 @@ def test_kill_9_at_random_moments_loses_nothing(site_server, tmp_path: Path) -> 
     cfg = write_settings(
         tmp_path / "fast.toml", FAST, {"crawl": {"workers": workers}, "store": {"batch_ms": 20}}
     )
-    max_in_flight = 2 * workers  # the default: [crawl] max_in_flight = 0
     db = tmp_path / "crawl.db"
     with_seeds = ["crawl", str(seeds), "--db", str(db), "--config", str(cfg), "-q"]
     resume = ["crawl", "--resume", "--db", str(db), "-q"]
 
     started = time.monotonic()
-    kill_times: list[float] = []
+    kills = 0
+    left_claimed: Counter[tuple[str, str]] = Counter()  # page -> kills that left it claimed
     commands: list[str] = []
     for run in range(7):
         args = resume if run in (2, 4) else with_seeds
@@ -117,9 +134,9 @@ def test_kill_9_at_random_moments_loses_nothing(site_server, tmp_path: Path) -> 
         if proc.poll() is not None:
             break  # finished before its kill: nothing left to interrupt
         proc.send_signal(signal.SIGKILL)
-        kill_times.append(time.monotonic())
         proc.wait(10)
-    kills = len(kill_times)
+        kills += 1
+        left_claimed.update(_left_claimed(db))  # read before the next run requeues them
     assert kills >= 5, f"the crawl finished after only {kills} kills: make the site bigger"
 
     final = run_cli(*with_seeds, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)}, timeout=120)
@@ -140,23 +157,27 @@ def test_kill_9_at_random_moments_loses_nothing(site_server, tmp_path: Path) -> 
     assert states["queued"] == 0, states
     assert query(db, "pragma integrity_check") == [("ok",)]
 
-    # The server's log: a page is requested again only when a kill caught it in flight or its
-    # result not yet committed (the writer commits in batches, behind the fetchers by a few dozen
-    # results under this load), so at most once per kill, and few in all. What a run stored is
-    # never fetched again (each page has one fetches row).
-    log = sorted((r for r in srv.log if r.method == "GET"), key=lambda r: r.started)
+    # The server's log: a page is requested again only when a kill left it claimed and not
+    # stored (in flight, or its result not yet committed: the writer commits in batches), once
+    # per such kill at most. How many that is depends on how far the writer runs behind, which a
+    # busy machine stretches, so the test counts exactly those pages instead of bounding their
+    # number. What a run stored is never fetched again (each page has one fetches row, above).
+    log = [r for r in srv.log if r.method == "GET"]
     requests = Counter((r.host, r.path) for r in log)
     assert len(requests) == len(gen.expected_urls)
-    assert all(n <= 1 + kills for n in requests.values()), requests.most_common(3)
-    per_kill: Counter[int] = Counter()
-    seen: set[tuple[str, str]] = set()
-    for r in reversed(log):  # the last request of a page is the one stored; earlier ones repeat
-        if (r.host, r.path) not in seen:
-            seen.add((r.host, r.path))
-            continue
-        per_kill[next(i for i, k in enumerate(kill_times) if k > r.started)] += 1
-    duplicates = sum(per_kill.values())
-    assert duplicates <= kills * (max_in_flight + UNCOMMITTED_PER_KILL), per_kill
+    assert set(requests) == {_page(url) for url in gen.expected_urls}
+    # A retry (a timeout on a starved machine) is a request again too, with its errors row.
+    retried = Counter(_page(url) for (url,) in query(db, _FAILED_ATTEMPTS))
+    unexplained = {
+        page: (n - 1, left_claimed[page], retried[page])
+        for page, n in requests.items()
+        if n - 1 > left_claimed[page] + retried[page]
+    }
+    assert not unexplained, (
+        "requested again more often than kills left them claimed and unstored, or retries "
+        f"(page: (repeats, such kills, failed attempts)): {dict(list(unexplained.items())[:5])}"
+    )
+    duplicates = requests.total() - len(requests)
 
     # One crawls row per run: the killed ones interrupted (set when the next run started), the
     # last one finished; their figures are what fetches and errors hold.
@@ -166,8 +187,9 @@ def test_kill_9_at_random_moments_loses_nothing(site_server, tmp_path: Path) -> 
     assert all(json.loads(st)["crawl"]["workers"] == workers for _, _, st in rows)
     _assert_crawl_rows_add_up(db)
     print(
-        f"\nkill -9: {kills} kills, {duplicates} duplicate requests "
-        f"(per kill {sorted(per_kill.values())}), {len(requests)} pages, {elapsed:.1f} s"
+        f"\nkill -9: {kills} kills, {duplicates} duplicate requests, "
+        f"{left_claimed.total()} pages left claimed by a kill, {len(requests)} pages, "
+        f"{elapsed:.1f} s"
     )
 
 

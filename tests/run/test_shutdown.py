@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, query, run_cli, write_seeds, write_settings
 from tests.mockserver import Drip, Page, Site, SiteServer, Slow
 
@@ -33,6 +34,7 @@ class Crawler:
     def __init__(self, tmp: Path, args: list[str], name: str = "crawl") -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
         env["PYTHONPATH"] = str(ROOT)
+        env = dnsguard.subprocess_env(env)  # keep the DNS guard in the child
         self.out_path, self.err_path = tmp / f"{name}.out", tmp / f"{name}.err"
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.proc = subprocess.Popen(

@@ -35,6 +35,7 @@ from crawler.store.results import store_results
 from crawler.store.runs import start_crawl
 from crawler.urls import host_key
 from models import Host, Url
+from tests import dnsguard
 from tests.crawlkit import FAST, ROOT, run_cli, write_seeds, write_settings
 from tests.mockserver import (
     Behaviour,
@@ -98,6 +99,7 @@ def seed_only(tmp: Path, db: str, cfg: Path, urls: list[str], name: str = "seed.
 def start_worker(tmp: Path, db: str, cfg: Path, *extra: str, name: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
     env.update(ENV)
+    env = dnsguard.subprocess_env(env)  # keep the DNS guard in the child
     argv = [sys.executable, "-m", "crawler", "worker", "--db", db, "--config", str(cfg), "-q"]
     with (tmp / f"{name}.out").open("w") as out, (tmp / f"{name}.err").open("w") as err:
         return subprocess.Popen(

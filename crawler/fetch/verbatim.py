@@ -1,0 +1,45 @@
+"""Connection pools that send the request target as given (the fetcher's "What is requested").
+
+Browsers send ``/foo%``, ``/p[1]``, ``?q={x}`` and ``%2f`` as written; urllib3 would re-escape
+them. :func:`verbatim_pools` wraps each pool class so the target reaches the wire unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import urllib3.connectionpool
+
+
+class VerbatimTarget(urllib3.connectionpool.HTTPConnectionPool):
+    """A pool that writes the request target it is given, not urllib3's re-escaping of it.
+
+    ``urlopen`` runs a path through ``_encode_target``, which escapes what RFC 3986 leaves out
+    but browsers send (``/foo%`` → ``/foo%25``, ``[`` → ``%5B``) and uppercases escapes
+    (``%2f`` → ``%2F``). The target as given travels to ``_make_request`` as a keyword (a
+    request's own, so a pool could even be shared between threads) and is written as it is.
+    http.client still refuses controls and spaces in it, and the fetcher only hands over
+    printable ASCII (see "What is requested" in the module docstring).
+    """
+
+    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.startswith("/"):
+            kwargs["_verbatim_target"] = url
+        else:  # an absolute URL (a proxy's request) is left to urllib3
+            kwargs.pop("_verbatim_target", None)
+        return super().urlopen(method, url, *args, **kwargs)
+
+    def _make_request(self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        target = kwargs.pop("_verbatim_target", None)
+        return super()._make_request(conn, method, target or url, *args, **kwargs)
+
+
+def verbatim_pools(
+    pools: Mapping[str, type[urllib3.connectionpool.HTTPConnectionPool]],
+) -> dict[str, type[urllib3.connectionpool.HTTPConnectionPool]]:
+    """``pools`` (``PoolManager.pool_classes_by_scheme``), each sending targets verbatim."""
+    return {
+        scheme: type(f"Verbatim{cls.__name__}", (VerbatimTarget, cls), {})
+        for scheme, cls in pools.items()
+    }
