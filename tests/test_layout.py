@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CRAWLER = ROOT / "crawler"
 
-VALUES = frozenset({"urls", "records", "errors", "config", "seeds", "schedule", "clock"})
+VALUES = frozenset({"urls", "records", "errors", "config", "checks", "seeds", "schedule", "clock"})
 """The pure values at the top of ``crawler/``: no I/O, imported by everyone, importing no stage."""
 
 LAYERS: dict[str, int] = {

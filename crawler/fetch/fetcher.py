@@ -35,15 +35,7 @@ the deadline: :mod:`crawler.fetch.deadline`; proxies: :mod:`crawler.fetch.proxie
   still checks every hop that is requested.
 * **Redirect failures** (loop, too many hops, refused target) return the 3xx response as
   ``result`` (its ``final_url`` is the URL that redirected) with a final ``redirect`` error.
-* **What is requested** is the URL as given (for the crawl: the WHATWG serialization
-  :mod:`crawler.urls` stores), byte for byte: a browser sends ``/foo%``, ``/p[1]``,
-  ``?q={x}`` and ``%2f`` as they are, and so do we. requests (``requote_uri``) and urllib3
-  (``_encode_target``) would re-escape them (``/foo%25``, ``%5B``, ``%2F``), so the prepared
-  request keeps the URL given and the pools write the target they get
-  (:mod:`crawler.fetch.verbatim`), on every attempt and redirect hop. A URL that is not
-  printable ASCII without spaces (not from ada: the caller's own) goes out as requests
-  escapes it. *Limit*: through an HTTP proxy
-  (an absolute request target, requests' own proxy pools) urllib3 still re-escapes.
+* **What is requested** is the URL as given, byte for byte: see :mod:`crawler.fetch.verbatim`.
 * **Credentials from a URL are never sent**: the ``user:password@`` of every URL (the one
   given, every redirect target) is dropped right before the request, so requests never derives
   an ``Authorization: Basic`` header from it, and ``final_url``, the redirect chain and the
@@ -66,8 +58,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
-from http.cookiejar import Cookie
-from typing import IO, Any
+from typing import IO
 
 import ada_url
 import requests
@@ -91,14 +82,17 @@ from crawler.fetch.netguard import (
 from crawler.fetch.proxies import ProxyRules
 from crawler.fetch.response import (
     FetchOutcome,
+    NoCookies,
     _Attempt,
     classify_attempt,
+    conditional_headers,
+    error_records,
     fetch_result,
     media_type,
     normalize_target,
 )
 from crawler.fetch.verbatim import verbatim_pools
-from crawler.records import HTML_TYPES, ErrorRecord, FetchResult
+from crawler.records import HTML_TYPES, FetchResult
 from crawler.urls import drop_userinfo, mask_credentials
 
 __all__ = ["Fetcher", "PrivateAddressError"]
@@ -109,16 +103,6 @@ ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
 ACCEPT_ENCODING = "gzip, deflate"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-
-
-class _NoCookies(requests.cookies.RequestsCookieJar):
-    """A jar that keeps nothing: cookies are neither stored nor sent (see module docstring)."""
-
-    def set_cookie(self, cookie: Cookie, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
 
 
 class Fetcher:
@@ -209,7 +193,7 @@ class Fetcher:
             session = requests.Session()
             session.trust_env = False
             session.headers = requests.structures.CaseInsensitiveDict(self._headers)
-            session.cookies = _NoCookies()
+            session.cookies = NoCookies()
             adapter = GuardedAdapter(
                 self._pool_classes,
                 pool_connections=self._pool_hosts,
@@ -271,13 +255,7 @@ class Fetcher:
         ``follow_redirect(target)`` decides each hop before it is requested (see "Redirects"
         in the module docstring); without it every valid hop is followed.
         """
-        headers: dict[str, str] | None = None
-        if etag or last_modified:
-            headers = {}
-            if etag:
-                headers["If-None-Match"] = etag
-            if last_modified:
-                headers["If-Modified-Since"] = last_modified
+        headers = conditional_headers(etag, last_modified)
         attempts: list[_Attempt] = []
         sink_start = sink.tell() if sink is not None else 0
 
@@ -299,14 +277,7 @@ class Fetcher:
             return done
 
         last: _Attempt = self._retrying(attempt)
-        records = [
-            ErrorRecord(a.kind, a.message, a.number, False, a.at or self._now(), a.status_code)
-            for a in attempts
-            if a.kind is not None
-        ]
-        if last.kind is not None and records:
-            records[-1] = replace(records[-1], final=True)
-        return FetchOutcome(last.result, tuple(records))
+        return FetchOutcome(last.result, error_records(attempts, last, self._now))
 
     def _attempt(
         self,

@@ -5,12 +5,16 @@ redirect target. Pure functions."""
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http.cookiejar import Cookie
+from typing import Any
 
 import ada_url
 import requests
+import requests.cookies
 import urllib3.exceptions
 
 from crawler import errors
@@ -171,3 +175,39 @@ def _stored_headers(response: requests.Response) -> tuple[tuple[str, str], ...]:
         (name, mask_credentials(value) if name.lower() == "location" else value)
         for name, value in response.raw.headers.items()
     )
+
+
+def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str] | None:
+    """The validators a recrawl sends (``If-None-Match``, ``If-Modified-Since``); None: none."""
+    if not (etag or last_modified):
+        return None
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def error_records(
+    attempts: Sequence[_Attempt], last: _Attempt, now: Callable[[], datetime]
+) -> tuple[ErrorRecord, ...]:
+    """One record per failed attempt; the last one ``final`` when the fetch failed for good."""
+    records = [
+        ErrorRecord(a.kind, a.message, a.number, False, a.at or now(), a.status_code)
+        for a in attempts
+        if a.kind is not None
+    ]
+    if last.kind is not None and records:
+        records[-1] = replace(records[-1], final=True)
+    return tuple(records)
+
+
+class NoCookies(requests.cookies.RequestsCookieJar):
+    """A jar that keeps nothing: cookies are neither stored nor sent (see module docstring)."""
+
+    def set_cookie(self, cookie: Cookie, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None

@@ -41,7 +41,7 @@ Decisions, with the RFC 9309 section each follows
   (:func:`policy_from_cache`) is the one first built.
 * **Which group applies (§2.2.1).** Our product token is the name of the user agent's first
   product (RFC 9110 §10.1.5), lowercased: ``crawler/0.1`` and ``crawler (+https://x/bot)`` →
-  ``crawler`` (:func:`crawler.config.robots_product_token`, which the settings check the user
+  ``crawler`` (:func:`crawler.checks.robots_product_token`, which the settings check the user
   agent with). A group applies when the product token on one of its ``User-agent`` lines
   equals ours, case-insensitively; groups with the same
   token are merged; with none, the ``*`` group; with neither, no rule applies. See "Where
@@ -96,7 +96,8 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from crawler.config import FetchSettings, robots_product_token
+from crawler.checks import robots_product_token
+from crawler.config import FetchSettings
 from crawler.errors import ErrorKind
 from crawler.fetch.netguard import PrivateAddressError
 
@@ -166,7 +167,7 @@ class RobotsPolicy:
 def product_token(user_agent: str) -> str:
     """``crawler/0.1 (+https://x/bot)`` → ``crawler``: the first product's name, lowercased.
 
-    Defined once, by :func:`crawler.config.robots_product_token` (RFC 9110 §10.1.5), which the
+    Defined once, by :func:`crawler.checks.robots_product_token` (RFC 9110 §10.1.5), which the
     settings also check the user agent with; a ValueError for a value without a product.
     """
     token = robots_product_token(user_agent)

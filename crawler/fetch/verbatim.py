@@ -1,7 +1,14 @@
-"""Connection pools that send the request target as given (the fetcher's "What is requested").
+"""Connection pools that send the request target as given.
 
-Browsers send ``/foo%``, ``/p[1]``, ``?q={x}`` and ``%2f`` as written; urllib3 would re-escape
-them. :func:`verbatim_pools` wraps each pool class so the target reaches the wire unchanged.
+What is requested is the URL as given (for the crawl: the WHATWG serialization
+:mod:`crawler.urls` stores), byte for byte: a browser sends ``/foo%``, ``/p[1]``,
+``?q={x}`` and ``%2f`` as they are, and so do we. requests (``requote_uri``) and urllib3
+(``_encode_target``) would re-escape them (``/foo%25``, ``%5B``, ``%2F``), so the prepared
+request keeps the URL given and the pools write the target they get (:func:`verbatim_pools`
+wraps each pool class of the fetcher's adapters), on every attempt and redirect hop. A URL
+that is not printable ASCII without spaces (not from ada: the caller's own) goes out as
+requests escapes it. *Limit*: through an HTTP proxy (an absolute request target, requests'
+own proxy pools) urllib3 still re-escapes.
 """
 
 from __future__ import annotations
