@@ -168,23 +168,16 @@ def test_head_revision_is_the_head_of_the_migrations_folder() -> None:
     assert script.get_heads() == [HEAD_REVISION]
 
 
-def test_a_database_at_head_is_at_head(tmp_path: Path) -> None:
-    engine = make_engine(str(tmp_path / "crawl.db"))
-    try:
-        assert not is_at_head(engine)
-        upgrade(engine)
-        assert is_at_head(engine)
-    finally:
-        engine.dispose()
-
-
-def test_an_older_database_is_not_at_head_and_is_migrated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start", [None, "0003"], ids=["new", "older"])
+def test_a_database_not_at_head_is_migrated_to_head(tmp_path: Path, start: str | None) -> None:
+    """A new database, and one at an older revision: neither is at head until upgraded."""
     engine = make_engine(str(tmp_path / "crawl.db"))
     cfg = _alembic_config()
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0003")
+        if start is not None:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, start)
         assert not is_at_head(engine)
         upgrade(engine)
         assert is_at_head(engine)
