@@ -357,3 +357,12 @@ def test_contributing_exists_and_its_references_are_real() -> None:
         imported = __import__(module, fromlist=["_"])
         for name in (n.strip() for n in names.split(",")):
             assert hasattr(imported, name), f"CONTRIBUTING.md imports {module}.{name}: gone"
+
+
+def test_every_test_file_the_makefile_names_exists() -> None:
+    """`make test-latest-quick` (run by CI) names test files; pytest stops with exit 4 on a path
+    that no longer exists, so a moved test would fail CI rather than be run."""
+    makefile = (ROOT / "Makefile").read_text()
+    named = set(re.findall(r"\btests/[\w/]+\.py\b", makefile))
+    assert named, "the Makefile names no test files any more: update this test"
+    assert sorted(p for p in named if not (ROOT / p).is_file()) == []
