@@ -63,22 +63,56 @@ def exclusive(db: str, engine: Engine, *, what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _file_lock(path: Path, db: str) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    """Hold ``path`` with ``flock``, and remove it on the way out, so a finished crawl leaves
+    its database as the only file (docs/queries.md, "Reading safely").
+
+    Removing a lock file others may have open is safe only with the usual protocol: whoever
+    gets the lock checks that the path still names the file it locked (a holder that was just
+    releasing may have unlinked it) and otherwise starts again on the new file.
+    """
+    while True:
+        fd = _locked(path, db)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-            raise Busy(
-                f"database '{db}' is in use by {holder}; wait for it to finish, or stop it "
-                "(Ctrl-C) and run again"
-            ) from None
+            if _names(path, fd):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # locked a file its holder unlinked on release: lock the current one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # while still holding it: the next process makes a new one
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _locked(path: Path, db: str) -> int:
+    """An open descriptor of ``path`` holding its exclusive lock, or :class:`Busy`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise Busy(
+            f"database '{db}' is in use by {holder}; wait for it to finish, or stop it "
+            "(Ctrl-C) and run again"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` is still the file open as ``fd``."""
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
