@@ -17,6 +17,11 @@ attempt fails with ``too_large`` -- unless ``fetch`` is called with ``truncate_b
 (robots.txt, RFC 9309 §2.5: parse the first part, ignore the rest): then the body (or sink)
 keeps exactly the first ``max_body_bytes`` bytes, the rest is not read, there is no error,
 and ``content_length`` (bytes read) is larger than ``max_body_bytes``, which tells it was cut.
+**Content codings** (:data:`ACCEPT_ENCODING`): gzip and deflate always; ``br`` and ``zstd``
+only when urllib3 can decode them (the ``brotli``/``brotlicffi`` and ``backports.zstd``
+packages, dependencies of ours): a coding we cannot decode is never advertised. urllib3 2.6+
+decodes all four with ``max_length``, so one ``read1(CHUNK)`` returns at most ``CHUNK``
+decoded bytes whatever the ratio (``tests/fetch/test_codings.py`` checks it on bombs).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import IO
 
 import requests
 import urllib3.exceptions
+import urllib3.util.request
 
 from crawler.config import FetchSettings
 from crawler.errors import DeadlineError
@@ -33,6 +39,9 @@ from crawler.fetch.deadline import Watchdog
 from crawler.fetch.response import header_int
 
 CHUNK = 64 * 1024
+ACCEPT_ENCODING = ", ".join(urllib3.util.request.ACCEPT_ENCODING.split(","))
+"""``gzip, deflate`` plus ``br`` and ``zstd`` when their decoders import: urllib3 builds its
+string from the same imports its decoders use, so we advertise exactly what it decodes."""
 DRAIN_MAX = 64 * 1024
 """A body we won't use is read and dropped (to keep the connection) only up to this size."""
 

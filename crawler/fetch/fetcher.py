@@ -70,7 +70,7 @@ from crawler import errors
 from crawler.clock import utc_now
 from crawler.config import FetchSettings
 from crawler.errors import DeadlineError, ErrorKind, RedirectError
-from crawler.fetch.body import deadline_error, discard, read_body
+from crawler.fetch.body import ACCEPT_ENCODING, deadline_error, discard, read_body
 from crawler.fetch.deadline import Watchdog
 from crawler.fetch.netguard import (
     GuardedAdapter,
@@ -100,7 +100,6 @@ __all__ = ["Fetcher", "PrivateAddressError"]
 logger = logging.getLogger(__name__)
 
 ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
-ACCEPT_ENCODING = "gzip, deflate"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 

@@ -443,7 +443,7 @@ def test_default_headers_and_validators_stored(make) -> None:
     sent = responses.calls[0].request.headers
     assert sent["User-Agent"] == "testbot/1.0"
     assert sent["Accept"] == ACCEPT
-    assert sent["Accept-Encoding"] == "gzip, deflate"
+    assert sent["Accept-Encoding"] == "gzip, deflate, br, zstd"
     assert "If-None-Match" not in sent
     assert result is not None
     assert result.etag == 'W/"abc"'
