@@ -14,6 +14,7 @@ from threading import Event
 
 from sqlalchemy import Connection
 
+from crawler.checks import robots_product_token
 from crawler.clock import utc_now
 from crawler.config import Config, FetchSettings, PolitenessSettings
 from crawler.fetch import httpheaders
@@ -206,6 +207,7 @@ def build_parts(config: Config, writer: Writer, scope: Scope, stop: Event) -> Pa
         extractor=extractor,
         robots_takes_a_slot=not is_sqlite(config.store.db),
         parsers=parsers,
+        robots_token=robots_product_token(config.crawl.user_agent),
     )
     primer = RobotsPrimer(robots) if robots is not None else None
     claims = WriterClaims(writer, claim_strategy(config), primer)

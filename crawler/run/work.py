@@ -23,6 +23,7 @@ from crawler.errors import ErrorKind, http_status_message
 from crawler.fetch.gate import RobotsCache
 from crawler.fetch.response import FetchOutcome
 from crawler.fetch.robots import RobotsPolicy
+from crawler.fetch.robots_tag import header_directives
 from crawler.parse.extract import Extractor, needs_tree
 from crawler.parse.links import LinkPolicy, follow_links
 from crawler.parse.processes import ParseFailed, ParserProcesses
@@ -112,6 +113,7 @@ class PageWorker:
         extractor: Extractor | None = None,
         robots_takes_a_slot: bool = False,
         parsers: ParserProcesses | None = None,
+        robots_token: str | None = None,
     ) -> None:
         self._fetch = fetch
         self._links = links
@@ -125,6 +127,8 @@ class PageWorker:
         """Shared database: a host's reserved slot covers one request, so a task that had to
         fetch robots.txt goes back to the frontier and its page waits for the next slot."""
         self._extractor = extractor
+        self._robots_token = robots_token
+        """Our product token, for ``X-Robots-Tag: ourbot: ...`` (None: only agent-free ones)."""
         self._parsers = parsers
         """Parser processes (``[crawl] parse_processes``), used when no extraction rule needs a
         BeautifulSoup document here."""
@@ -233,7 +237,7 @@ class PageWorker:
         # sniff and which is nearly always HTML).
         if not final_error and r.body is not None and r.content_type in (None, *HTML_TYPES):
             try:
-                parsed, new_links = self._parse(task, r, r.body)
+                parsed, new_links = self._header_robots(r, *self._parse(task, r, r.body))
             except Exception as exc:
                 message = str(exc) if isinstance(exc, ParseFailed) else errors.describe(exc)
                 errs.append(ErrorRecord(ErrorKind.PARSE, message, len(errs) + 1, True, now))
@@ -282,6 +286,22 @@ class PageWorker:
             extract=None if extractor is None else lambda soup: extractor.apply(task.url, soup, r),
         )
         return parsed, follow_links(self._links, task.depth, parsed)
+
+    def _header_robots(
+        self, r: FetchResult, parsed: ParsedPage, links: tuple[NewLink, ...]
+    ) -> tuple[ParsedPage, tuple[NewLink, ...]]:
+        """The page's ``X-Robots-Tag`` directives added to its meta robots, after parsing (so
+        parser processes need not see headers): the same effect as the meta tag."""
+        found = header_directives(r.headers, self._robots_token)
+        if not found:
+            return parsed, links
+        noindex, nofollow = "noindex" in found, "nofollow" in found
+        parsed = replace(
+            parsed, noindex=parsed.noindex or noindex, nofollow=parsed.nofollow or nofollow
+        )
+        if nofollow:  # recorded, not followed: what follow_links does for a meta nofollow
+            links = tuple(link._replace(follow=False) for link in links)
+        return parsed, links
 
     def _canonical(self, url: str) -> str:
         """The crawl's canonical form (with its query options); ValueError if not http(s)."""
