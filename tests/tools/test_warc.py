@@ -17,6 +17,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from crawler.commands.cli import main
 from tests.crawlkit import ROOT, crawl
+from tests.fetch.test_codings import ENCODERS, Encoded
 from tests.mockserver import (
     Binary,
     Gzip,
@@ -40,6 +41,8 @@ def site_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with SiteServer(hosts=loopback_hosts(2)) as srv:
         gen = generate_site(srv.hosts, 12, port=srv.port, site=srv.site, seed=3)
         gen.add_linked("/gz.html", Gzip(GZ_BODY))
+        for coding, encode in ENCODERS.items():  # issue 15: brotli and zstd
+            gen.add_linked(f"/{coding}.html", Encoded(encode(GZ_BODY.encode()), coding))
         gen.add_linked("/moved", Redirect("/target.html"))
         srv.site.add("/target.html", Page("<title>target</title><p>moved here</p>"))
         gen.add_linked("/missing.html", NotFound(), from_path="/p/2.html")
@@ -125,6 +128,10 @@ def test_bodies_are_decoded_and_redirects_keep_the_final_url(site_db: Path, tmp_
     gz = next(r for uri, r in by_uri.items() if uri.endswith("/gz.html"))
     assert gz[3] == GZ_BODY.encode()  # decoded: what the crawler stored, not the gzip bytes
     assert gz[2].get_header("Content-Length") == str(len(GZ_BODY.encode()))
+    for coding in ENCODERS:  # br and zstd too: decoded bytes, and no header claiming otherwise
+        rec = next(r for uri, r in by_uri.items() if uri.endswith(f"/{coding}.html"))
+        assert rec[3] == GZ_BODY.encode(), coding
+        assert rec[2].get_header("Content-Encoding") is None, coding
     # The redirect's response is recorded under the URL that answered.
     assert any(uri.endswith("/target.html") for uri in by_uri)
     assert not any(uri.endswith("/moved") for uri in by_uri)
