@@ -82,6 +82,30 @@ def test_accept_encoding_lists_every_coding_urllib3_decodes() -> None:
     assert ACCEPT_ENCODING == "gzip, deflate, br, zstd"
 
 
+@pytest.mark.parametrize(
+    ("blocked", "expected"),
+    [
+        (["brotli", "brotlicffi"], "gzip, deflate, zstd"),
+        (["backports.zstd", "compression.zstd"], "gzip, deflate, br"),
+    ],
+)
+def test_a_coding_whose_decoder_does_not_import_is_not_advertised(
+    blocked: list[str], expected: str
+) -> None:
+    """A ``None`` in ``sys.modules`` makes the import fail, as a missing package would."""
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "from crawler.fetch.fetcher import ACCEPT_ENCODING\n"
+        "print(ACCEPT_ENCODING)\n"
+    )
+    env = dnsguard.subprocess_env({**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == expected
+
+
 @pytest.mark.parametrize("coding", ["br", "zstd"])
 def test_bomb_is_small_on_the_wire(coding: str) -> None:
     assert len(bomb(coding)) < 33_000

@@ -57,7 +57,10 @@ CASES: dict[str, tuple[list[str], bool, bool]] = {
 }
 
 
-def test_x_robots_tag_is_the_meta_tag_in_a_header(site_server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("parse_processes", [0, 1], ids=["in-thread", "parser-process"])
+def test_x_robots_tag_is_the_meta_tag_in_a_header(
+    site_server, tmp_path: Path, parse_processes: int
+) -> None:
     srv = site_server(hosts=["127.0.0.2"])
     srv.site.add("/", links_page("root", [f"/{t}" for t in [*CASES, "meta"]]))
     for title, (values, _, _) in CASES.items():
@@ -66,7 +69,8 @@ def test_x_robots_tag_is_the_meta_tag_in_a_header(site_server, tmp_path: Path) -
     # Header and meta tag add up: the meta's noindex and the header's nofollow.
     srv.site.add("/meta", Tagged("meta", ["nofollow"], '<meta name="robots" content="noindex">'))
     srv.site.add("/meta/next", links_page("meta next", []))
-    assert crawl(tmp_path, [srv.url("/")]) == 0
+    settings = {"crawl": {"parse_processes": parse_processes}}
+    assert crawl(tmp_path, [srv.url("/")], settings=settings) == 0
     db = tmp_path / "crawl.db"
     noindex = dict(query(db, "select url, noindex from pages"))
     states = url_states(db)
