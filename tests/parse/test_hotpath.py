@@ -1,5 +1,6 @@
-"""The lxml fast path reads the same values as the BeautifulSoup path, so switching between
-them (adding an extraction rule, say) never makes a page look changed."""
+"""The hot path (Lexbor) reads the same values whether or not an extraction rule also builds a
+BeautifulSoup tree, so adding a rule never makes a page look changed. Conformance to the HTML
+standard is tests/parse/test_oracle.py."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.parse.fast import parse_fast, squash
+from crawler.parse.lexbor import squash
 from crawler.parse.soup import parse_html
 
 URL = "http://h.example/dir/page.html"
 
 
-def _bs4(body: bytes, charset: str | None = None, **kw: bool):
+def _with_rules(body: bytes, charset: str | None = None, **kw: bool):
     # An extractor forces the BeautifulSoup path; it extracts nothing.
     return parse_html(body, URL, charset=charset, extract=lambda soup: (None, ()), **kw)
 
@@ -82,24 +83,25 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("body", _generated(150) + HOSTILE)
-def test_fast_path_matches_beautifulsoup(body: bytes) -> None:
-    # parse_html takes the fast path when nothing needs a soup (and falls back when lxml
-    # cannot read a page whole); either way it must equal the BeautifulSoup path.
-    assert _fields(parse_html(body, URL, keep_text=True)) == _fields(_bs4(body, keep_text=True))
+def test_values_do_not_depend_on_extraction_rules(body: bytes) -> None:
+    assert _fields(parse_html(body, URL, keep_text=True)) == _fields(
+        _with_rules(body, keep_text=True)
+    )
 
 
 def test_header_charset_is_honoured_on_both_paths() -> None:
     body = "<title>Ärger</title>".encode("iso-8859-1")
-    fast = parse_fast(body, URL, charset="iso-8859-1")
-    assert fast is not None
-    assert fast[0].title == _bs4(body, "iso-8859-1").title == "Ärger"
+    assert parse_html(body, URL, charset="iso-8859-1").title == "Ärger"
+    assert _with_rules(body, "iso-8859-1").title == "Ärger"
 
 
-def test_pages_lxml_cannot_read_whole_fall_back() -> None:
+def test_pages_lxml_could_not_read_are_read_whole() -> None:
+    """What libxml2 dropped (below depth 256) or refused (NUL) the standard's parsing keeps."""
     deep = b"<div>" * 3000 + b"<a href='/deep'>d</a>" + b"</div>" * 3000
-    assert parse_fast(deep, URL, charset=None) is None  # libxml2 would drop the deep part
     assert [link.url for link in parse_html(deep, URL).links] == ["http://h.example/deep"]
-    assert parse_fast(b"a\x00b", URL, charset=None) is None
+    page = parse_html(b"<title>a\x00b</title><a href=/n\x00>x</a>", URL)
+    assert page.title == "a\ufffdb"
+    assert [link.url for link in page.links] == ["http://h.example/n%EF%BF%BD"]
 
 
 _MARKUP = st.lists(
@@ -112,17 +114,15 @@ _MARKUP = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(_MARKUP)
-def test_fast_path_agrees_with_beautifulsoup_on_any_markup(markup: str) -> None:
+def test_rules_do_not_change_values_on_any_markup(markup: str) -> None:
     body = markup.encode("utf-8")
-    assert _fields(parse_html(body, URL)) == _fields(_bs4(body))
+    assert _fields(parse_html(body, URL)) == _fields(_with_rules(body))
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=400))
-def test_fast_path_never_raises_on_any_bytes(body: bytes) -> None:
-    # On undecodable garbage the two paths may guess differently; neither may fail.
-    parse_fast(body, URL, charset=None)
-    parse_html(body, URL)
+def test_never_raises_on_any_bytes(body: bytes) -> None:
+    assert _fields(parse_html(body, URL)) == _fields(_with_rules(body))
 
 
 def test_squash_is_the_regex_it_replaces() -> None:
