@@ -79,11 +79,14 @@ def usable_charset(charset: str | None) -> str | None:
 # -- the <meta> prescan ----------------------------------------------------------------------
 
 _PRESCAN_BYTES = 1024
-_TOKEN = re.compile(rb"<!--.*?-->|<meta[\t\n\f\r /]|</?[a-zA-Z][^\t\n\f\r />]*|<[!/?][^>]*>", re.S)
+_TOKEN = re.compile(
+    rb"<!--.*?-->|<meta[\t\n\f\r /]|</?[a-zA-Z][^\t\n\f\r />]*|<[!/?][^>]*>", re.S | re.I
+)
 _ATTR = re.compile(
     rb"[\t\n\f\r /]*(?P<name>[^\t\n\f\r /=>][^\t\n\f\r /=>]*)[\t\n\f\r ]*"
     rb"(?:=[\t\n\f\r ]*(?P<value>\"[^\"]*\"?|'[^']*'?|[^\t\n\f\r >]*))?"
 )
+_META_END = (b"\t", b"\n", b"\f", b"\r", b" ", b"/")
 _CONTENT_CHARSET = re.compile(
     rb"charset[\t\n\f\r ]*=[\t\n\f\r ]*(\"[^\"]*\"|'[^']*'|[^\t\n\f\r ;]+)", re.I
 )
@@ -135,7 +138,7 @@ def prescan(body: bytes) -> str | None:
         if m is None:
             return None
         token = m.group()
-        if token[:5].lower() == b"<meta" and len(token) == 6:
+        if token[:5].lower() == b"<meta" and token[5:6] in _META_END:
             attrs, pos = _attributes(head, m.end() - 1)
             found = _meta_encoding(attrs)
             if found is not None:
