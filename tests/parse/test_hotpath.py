@@ -7,13 +7,18 @@ from __future__ import annotations
 import random
 import re
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.parse.lexbor import squash
+from crawler.parse.lexbor import TooDeep, squash
 from crawler.parse.soup import parse_html
+from tests.crawlkit import crawl_in_subprocess, query
+from tests.mockserver.behaviours import Page
+from tests.mockserver.site import Site
 
 URL = "http://h.example/dir/page.html"
 
@@ -134,3 +139,44 @@ def test_squash_is_the_regex_it_replaces() -> None:
     ] == []
     sample = " \u00a0a\u2003 b\n\x1c\x1fc\u3000 \u200bd  "
     assert squash(sample) == re.sub(r"\s+", " ", sample).strip()
+
+
+def test_pathological_nesting_is_refused_not_parsed() -> None:
+    """The standard's tree construction is quadratic in depth (100,000 ``<div>``: 22 s in
+    Lexbor): such a page is refused before parsing; stray end tags cannot hide the depth, and
+    many void elements are no depth at all."""
+    with pytest.raises(TooDeep):
+        parse_html(b"<div>" * 100_000, URL)
+    with pytest.raises(TooDeep):
+        parse_html(b"</x>" * 100_000 + b"<b>" * 30_000, URL)
+    assert len(parse_html(b"<br><img src=x>" * 30_000 + b"<a href=/a>", URL).links) == 1
+    assert len(parse_html(b"<p>a</p>" * 30_000 + b"<a href=/a>", URL).links) == 1
+    assert len(parse_html(b"<div>" * 10_000 + b"<a href=/a>", URL).links) == 1
+
+
+def test_a_crawl_records_a_too_deep_page_as_a_parse_error(site_server: Any, tmp_path: Path) -> None:
+    site = Site()
+    site.add(
+        "/", Page('<title>Start</title><a href="/deep.html">deep</a><a href="/ok.html">ok</a>')
+    )
+    site.add("/deep.html", Page("<div>" * 100_000 + '<a href="/never.html">x</a>'))
+    site.add("/ok.html", Page("<title>OK</title>"))
+    srv = site_server(site)
+    done = crawl_in_subprocess(tmp_path, [srv.url("/")])
+    assert done.returncode == 0, done.stderr
+    db = tmp_path / "crawl.db"
+    rows = query(
+        db,
+        "select u.url, u.state, e.kind, e.message from urls u"
+        " left join errors e on e.url_id = u.id",
+    )
+    assert sorted(rows) == [
+        (srv.url("/"), "done", None, None),
+        (
+            srv.url("/deep.html"),
+            "done",
+            "parse",
+            "TooDeep: page nests deeper than 20,000 elements: not parsed",
+        ),
+        (srv.url("/ok.html"), "done", None, None),
+    ]
