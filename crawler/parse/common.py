@@ -1,10 +1,11 @@
-"""What both HTML paths share: the tag sets, the content hash, and the reading of meta robots,
-``rel=canonical`` and links. A leaf of :mod:`crawler.parse`: it imports only the values.
+"""The content hash and the reading of meta robots, ``rel=canonical`` and links. A leaf of
+:mod:`crawler.parse`: it imports only the values.
 
 :class:`PageReader` takes the attributes of ``<meta>``, ``<link>``, ``<a>`` and ``<area>``
-elements in document order, from whichever tree (BeautifulSoup's or lxml's), and answers the
-same values either way: so the rules (a URL linked both ways is followable, ``none`` means
-``noindex, nofollow``, the first canonical wins) are written once.
+elements in document order, from whichever tree (Lexbor's on the hot path, the reference
+parsers' in tests/parse/test_oracle.py), and answers the same values either way: so the
+rules (a URL linked both ways is followable, ``none`` means ``noindex, nofollow``, the first
+canonical wins) are written once.
 """
 
 from __future__ import annotations

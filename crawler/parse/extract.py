@@ -51,8 +51,8 @@ class _Rule:
 
 def needs_tree(extractor: Extractor | None) -> bool:
     """Whether pages must be parsed into a BeautifulSoup document on the crawl's process: only
-    extraction rules and the hook read one. Without that, pages take the lxml fast path and may
-    go to parser processes. The one place this is decided."""
+    extraction rules and the hook read one. Without that, no BeautifulSoup tree is built and pages
+    may go to parser processes. The one place this is decided."""
     return extractor is not None and bool(extractor)
 
 

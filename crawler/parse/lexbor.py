@@ -21,7 +21,7 @@ from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from crawler.parse.common import PageReader, content_hash
+from crawler.parse.common import BOILERPLATE, INVISIBLE, PageReader, content_hash
 from crawler.records import ParsedPage
 from crawler.urls import resolve
 
@@ -137,9 +137,9 @@ def _child_namespace(
 # -- reading the tree ---------------------------------------------------------------------------
 
 _SELECTOR = "a[href], area[href], base[href], link[href], title, meta, svg, math"
-_INVISIBLE = "script, style, noscript, head, title"
+_INVISIBLE = ", ".join(sorted(INVISIBLE))
 """Removed before the visible text is read (template contents are never in the tree's text)."""
-_BOILERPLATE = "nav, header, footer, aside, form, button, select"
+_BOILERPLATE = ", ".join(sorted(BOILERPLATE - INVISIBLE))
 
 
 class Tree:

@@ -1,7 +1,7 @@
 """Parsing in separate processes, so a crawl uses more than one core.
 
 Threads hide network latency but not CPU: every Python crawler on the zero-latency benchmark
-is bound to one core by the GIL (docs/performance.md). Parsing a page — decoding, lxml's tree,
+is bound to one core by the GIL (docs/performance.md). Parsing a page — decoding, Lexbor's tree,
 links resolved and canonicalized, the text hashed — is pure work on bytes, so it moves to child
 processes while fetching, politeness and the single writer stay in the crawl's process.
 
@@ -16,7 +16,7 @@ of the time on the throughput benchmark; with three, 93 %). Replies are plain tu
 dataclasses: pickling slotted dataclasses costs ~100 µs a page on the crawl's process, tuples a
 few.
 
-A child that dies (a crash in lxml, the OOM killer) costs the page it was parsing a ``parse``
+A child that dies (a crash in the parser, the OOM killer) costs the page it was parsing a ``parse``
 error; it is replaced for the next page. Children ignore Ctrl-C (the crawl decides when to stop
 and still parses during its grace period) and exit when their stdin closes, including when the
 crawl is killed.
@@ -229,7 +229,7 @@ class ParserProcesses:
     which the child's reader thread hands over, putting the token back. (A queue rather than
     a condition and a load count: waiting and waking run no Python code under the GIL.)
 
-    A child takes a few hundred milliseconds to start (an interpreter, lxml, bs4): until one
+    A child takes a few hundred milliseconds to start (an interpreter, selectolax, bs4): until one
     is ready, and whenever none is alive, :meth:`parse` answers None and the page is parsed on
     the fetcher thread, so a small crawl never waits for its parsers."""
 
