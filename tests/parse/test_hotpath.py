@@ -180,3 +180,30 @@ def test_a_crawl_records_a_too_deep_page_as_a_parse_error(site_server: Any, tmp_
         ),
         (srv.url("/ok.html"), "done", None, None),
     ]
+
+
+def test_a_crawl_of_the_news_page_stores_the_links_a_browser_shows(
+    site_server: Any, tmp_path: Path
+) -> None:
+    """The theme writes ``</head></html>`` before ``<body>``: libxml2 dropped the body."""
+    site = Site()
+    site.add(
+        "/",
+        Page(
+            "<!DOCTYPE html><html><head><title>News</title></head></html><body>"
+            "<nav><a href=/a.html>a</a></nav><template><a href=/tpl.html>t</a></template>"
+            "<svg><a href=/svg.html>s</a></svg><article><a href=/b.html>b</a></article></body>"
+        ),
+    )
+    site.add("/a.html", Page("<title>A</title>"))
+    site.add("/b.html", Page("<title>B</title>"))
+    srv = site_server(site)
+    done = crawl_in_subprocess(tmp_path, [srv.url("/")])
+    assert done.returncode == 0, done.stderr
+    rows = query(
+        tmp_path / "crawl.db",
+        "select d.url from links l join urls s on s.id = l.src_url_id"
+        " join urls d on d.id = l.dst_url_id where s.url = ? order by d.url",
+        srv.url("/"),
+    )
+    assert rows == [(srv.url("/a.html"),), (srv.url("/b.html"),)]
