@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints.txt
 LATEST_VENV ?= build/venv-latest
 LATEST_PY := $(LATEST_VENV)/bin/python
-# The modules that exercise the dependencies directly (lxml, bs4, ada-url, w3lib, protego,
-# SQLAlchemy, Alembic, requests, urllib3, tenacity, warcio, rich): what CI runs against the
-# newest versions (the whole suite twice would double CI's time; see CONTRIBUTING.md).
+# The modules that exercise the dependencies directly (selectolax, lxml, bs4, ada-url, brotli,
+# zstd, protego, justhtml, markupever, SQLAlchemy, Alembic, requests, urllib3, tenacity, warcio,
+# rich): what CI runs against the newest versions (the whole suite twice would double CI's time; see CONTRIBUTING.md).
 LATEST_QUICK ?= tests/parse/test_sitemaps.py tests/parse/test_soup.py tests/parse/test_hotpath.py \
 	tests/test_urls.py tests/fetch/test_robots.py tests/store/test_db.py \
 	tests/store/test_migrations.py tests/fetch/test_fetcher.py tests/tools/test_warc.py \
-	tests/test_config.py tests/test_dnsguard.py
+	tests/test_config.py tests/test_dnsguard.py tests/fetch/test_codings.py \
+	tests/parse/test_charset.py tests/parse/test_oracle.py
 
 .PHONY: install check test test-quick test-latest test-latest-quick latest-venv constraints \
 	bench bench-quick clean
