@@ -211,6 +211,9 @@ class PageResult:
     robots: RobotsRecord | None = None
     retry_after_s: float | None = None
     """Push the host's next request back this far (a 429/503 ``Retry-After``, robots.txt down)."""
+    noindex: bool = False
+    """``X-Robots-Tag: noindex`` on a response nothing parsed (a PDF, an image): the header is
+    the only way such a file can say it; a parsed page carries it in ``parsed.noindex``."""
     final_url: str | None = None
     """The canonical final URL when a redirect led elsewhere: the writer records it as known
     (``done``), so it does not become a second page."""

@@ -262,6 +262,7 @@ class PageWorker:
             errors=tuple(errs),
             links=new_links,
             changed=changed,
+            noindex=parsed is None and self._file_noindex(r),
             retry_after_s=r.retry_after_s if r.status_code in (429, 503) else None,
             final_url=self._redirect_target(task, r),
         )
@@ -302,6 +303,11 @@ class PageWorker:
         if nofollow:  # recorded, not followed: what follow_links does for a meta nofollow
             links = tuple(link._replace(follow=False) for link in links)
         return parsed, links
+
+    def _file_noindex(self, r: FetchResult) -> bool:
+        """``X-Robots-Tag: noindex`` on a response nothing parsed (a PDF, an image): the header
+        is the only way such a file can say it (nofollow means nothing: it has no links)."""
+        return "noindex" in header_directives(r.headers, self._robots_token)
 
     def _canonical(self, url: str) -> str:
         """The crawl's canonical form (with its query options); ValueError if not http(s)."""

@@ -252,7 +252,7 @@ class _BatchRows:
                     res.changed,
                     f.not_modified,
                     p.canonical_url if p else None,
-                    p.noindex if p else False,
+                    p.noindex if p else res.noindex,
                     self._values.json(p.data if p else None),
                     p.text if p else None,
                 )

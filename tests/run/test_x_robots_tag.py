@@ -102,3 +102,40 @@ def test_agent_prefix_matches_the_configured_user_agent(site_server, tmp_path: P
     assert {r.headers.get("User-Agent") for r in srv.log} == {
         "MyBot/2.0 (+https://example.com/bot)"
     }
+
+
+@dataclass(frozen=True)
+class TaggedFile:
+    """A PDF sent with ``X-Robots-Tag`` values: the header is all such a file can say."""
+
+    values: Sequence[str]
+
+    def __call__(self, ctx: RequestContext) -> None:
+        data = b"%PDF-1.4\n%%EOF\n"
+        h = ctx.handler
+        h.send_response(200)
+        h.send_header("Content-Type", "application/pdf")
+        for value in self.values:
+            h.send_header("X-Robots-Tag", value)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        ctx.headers_sent = True
+        ctx.write(data)
+
+
+def test_x_robots_tag_noindex_on_a_file_nothing_parses(site_server, tmp_path: Path) -> None:
+    srv = site_server(hosts=["127.0.0.2"])
+    srv.site.add("/", links_page("root", ["/hidden.pdf", "/other.pdf", "/theirs.pdf"]))
+    srv.site.add("/hidden.pdf", TaggedFile(["noindex"]))
+    srv.site.add("/other.pdf", TaggedFile([]))
+    srv.site.add("/theirs.pdf", TaggedFile(["otherbot: noindex"]))
+    assert crawl(tmp_path, [srv.url("/")]) == 0
+    rows = query(
+        tmp_path / "crawl.db",
+        "select url, noindex, content_type from pages where url like '%.pdf' order by url",
+    )
+    assert rows == [
+        (srv.url("/hidden.pdf"), 1, "application/pdf"),
+        (srv.url("/other.pdf"), 0, "application/pdf"),
+        (srv.url("/theirs.pdf"), 0, "application/pdf"),
+    ]
