@@ -14,7 +14,7 @@ import hashlib
 from typing import Any
 
 from crawler.records import HTML_TYPES, Link, ParsedPage
-from crawler.urls import resolve_link, without_userinfo
+from crawler.urls import resolve_link
 
 INVISIBLE = frozenset({"script", "style", "noscript", "template", "head", "title"})
 """Elements whose text is not the page's visible text (the content hash leaves it out)."""
@@ -63,7 +63,6 @@ class PageReader:
         target = self._resolve(href)
         if target is None:
             return
-        target = without_userinfo(target)
         nofollow = "nofollow" in _tokens(rel)
         # A URL linked both ways on one page is followable: nofollow only if every link says so.
         self._nofollow_by_url[target] = self._nofollow_by_url.get(target, True) and nofollow

@@ -50,7 +50,7 @@ from crawler.records import (
     URLState,
 )
 from crawler.schedule import Visit, history_of, plan
-from crawler.urls import canonicalize, host_key, without_userinfo
+from crawler.urls import canonicalize, host_key
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ class PageWorker:
         if r.location is None:
             return ()
         try:
-            url = without_userinfo(self._canonical(r.location))
+            url = self._canonical(r.location)
             host = host_key(url)
         except ValueError:
             return ()
@@ -350,7 +350,7 @@ class PageWorker:
         if not r.redirects or r.status_code >= 300:
             return None
         try:
-            target = without_userinfo(self._canonical(r.final_url))
+            target = self._canonical(r.final_url)
         except ValueError:
             return None
         if target == task.url or not self._links.scope.allows(target):
@@ -411,7 +411,7 @@ class PageWorker:
         is claimed (``blocked``/``robots`` for a disallowed one). Out of scope, it is an
         ``excluded`` URL linked from the sitemap, as the redirect of a page would be."""
         try:
-            url = without_userinfo(self._canonical(location))
+            url = self._canonical(location)
             host = host_key(url)
         except ValueError:
             return ()
